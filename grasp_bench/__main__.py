@@ -1,0 +1,3 @@
+from grasp_bench.cli import main
+
+main()

@@ -1,0 +1,54 @@
+"""Generators sample completions for evaluation rows; they never score. Output: generations.jsonl.
+
+`HFGenerator` runs transformers `generate` on the in-process model, so eval-time Method hooks apply.
+Rows are processed in fixed batches (sorted by prompt length to limit padding); each finished batch is
+appended to `generations.jsonl.partial`, so a killed run resumes after its last finished batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from tqdm.auto import tqdm
+
+from grasp_bench.artifacts import PartialJsonl
+from grasp_bench.data import plain, render_prompt
+
+
+class HFGenerator:
+    runs_hooks = True  # eval-time Method hooks work with this generator
+
+    def __init__(self, name: str = "hf", batch_size: int = 32):
+        self.name, self.batch_size = name, batch_size
+
+    @torch.no_grad()
+    def run(self, model, tokenizer, rows: list[dict], sampling: Mapping, out: Path, seed: int) -> None:
+        samples = int(sampling.get("samples", 1))
+        greedy = float(sampling.get("temperature", 0.0)) == 0.0
+        jobs = [(r, s) for r in rows for s in range(samples)]
+        prompts = {r["id"]: render_prompt(tokenizer, r["messages"]) for r in rows}
+        jobs.sort(key=lambda job: len(prompts[job[0]["id"]]))
+        batches = [jobs[i:i + self.batch_size] for i in range(0, len(jobs), self.batch_size)]
+
+        sink = PartialJsonl(out)
+        done = {(r["id"], r["sample"]) for r in sink.done()}
+        model.eval()
+        device = next(model.parameters()).device
+        for b, batch in enumerate(tqdm(batches, desc=f"generate:{self.name}", unit="batch")):
+            if all((r["id"], s) in done for r, s in batch):
+                continue
+            enc = tokenizer([prompts[r["id"]] for r, _ in batch], return_tensors="pt", padding=True,
+                            add_special_tokens=False).to(device)
+            torch.manual_seed(seed * 100_003 + b)  # per batch, so a resumed run samples the same
+            kwargs = dict(do_sample=False) if greedy else dict(
+                do_sample=True, temperature=float(sampling["temperature"]), top_p=float(sampling.get("top_p", 1.0)))
+            out_ids = model.generate(**enc, max_new_tokens=int(sampling["max_new_tokens"]),
+                                     pad_token_id=tokenizer.pad_token_id, **kwargs)
+            texts = tokenizer.batch_decode(out_ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            sink.append(
+                {**plain(r), "sample": s, "completion": text, "generator": self.name, "seed": seed}
+                for (r, s), text in zip(batch, texts)
+            )
+        sink.finish()

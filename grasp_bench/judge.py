@@ -1,0 +1,100 @@
+"""Judges score generations; they never generate. One judgment row per (generation, scorer).
+
+A task names, per split, its scorers: `{rule: expected_answer | words | regex, ...}` specs are scored
+exactly by `RuleJudge`. A score is a float, or None when the judge could not score the row ("unscored":
+counted, never dropped).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from tqdm.auto import tqdm
+
+from grasp_bench.artifacts import BadInput, PartialJsonl
+
+
+@cache
+def _word_pattern(words: tuple[str, ...]) -> re.Pattern:
+    return re.compile(r"(?<![\w-])(" + "|".join(re.escape(w) for w in words) + r")(?![\w-])", re.IGNORECASE)
+
+
+def _words(spec: Mapping) -> tuple[str, ...]:
+    if "words_file" in spec:
+        path = Path(spec["words_file"])
+        if not path.is_file():
+            raise BadInput(f"{path}: words_file not found")
+        return tuple(json.loads(path.read_text()))
+    return tuple(spec["words"])
+
+
+def rule_score(spec: Mapping, completion: str, row: Mapping) -> tuple[float | None, Any]:
+    """(score, evidence) for one rule spec; None when the row lacks what the rule needs."""
+    rule = spec["rule"]
+    if rule == "expected_answer":
+        expected = row.get(spec.get("field", "answer"))
+        if expected is None:
+            return None, "no expected answer in row"
+        found = re.findall(r"-?\d[\d,]*(?:\.\d+)?", completion)
+        numbers = {n.replace(",", "") for n in found}
+        return float(str(expected) in numbers), sorted(numbers)[:10]
+    if rule == "words":
+        hit = _word_pattern(_words(spec)).search(completion)
+        return float(hit is not None), hit.group(0) if hit else None
+    if rule == "regex":
+        hit = re.search(spec["pattern"], completion, flags=re.IGNORECASE | re.DOTALL)
+        return float(hit is not None), hit.group(0) if hit else None
+    raise BadInput(f"unknown rule '{rule}' (known: expected_answer, words, regex)")
+
+
+class Judge:
+    """Base class: subclasses implement `score(spec, generation) -> (score, raw)`."""
+
+    name = "judge"
+
+    def can_score(self, spec: Mapping) -> bool:
+        return False
+
+    def score(self, spec: Mapping, gen: Mapping) -> tuple[float | None, Any]:
+        raise NotImplementedError
+
+    def check(self, scorers: Mapping[str, Mapping[str, Mapping]]) -> None:
+        for split, specs in scorers.items():
+            for scorer, spec in specs.items():
+                if not self.can_score(spec):
+                    raise BadInput(f"judge '{self.name}' cannot score task split '{split}' scorer '{scorer}' ({dict(spec)})")
+
+    def run(self, generations: Iterable[dict], scorers: Mapping[str, Mapping[str, Mapping]], out: Path) -> None:
+        """Score every generation with its split's scorers into `out` (resumable)."""
+        self.check(scorers)
+        sink = PartialJsonl(out)
+        done = {(r["id"], r["sample"], r["scorer"]) for r in sink.done()}
+        gens = list(generations)
+        for gen in tqdm(gens, desc=f"judge:{self.name}", unit="row", leave=False):
+            rows = []
+            for scorer, spec in scorers[gen["split"]].items():
+                if (gen["id"], gen["sample"], scorer) in done:
+                    continue
+                score, raw = self.score(spec, gen)
+                rows.append({"id": gen["id"], "split": gen["split"], "sample": gen["sample"], "scorer": scorer,
+                             "score": score, "raw": raw, "judge": self.name})
+            if rows:
+                sink.append(rows)
+        sink.finish()
+
+
+class RuleJudge(Judge):
+    """Exact rule scoring (regex, word lists, expected answers): deterministic and free."""
+
+    def __init__(self, name: str = "rule"):
+        self.name = name
+
+    def can_score(self, spec: Mapping) -> bool:
+        return "rule" in spec
+
+    def score(self, spec: Mapping, gen: Mapping) -> tuple[float | None, Any]:
+        return rule_score(spec, gen["completion"], gen)

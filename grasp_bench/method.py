@@ -1,0 +1,109 @@
+"""The Method plugin contract: every intervention is a `Method` whose hooks the one pipeline calls.
+
+Every hook is a no-op, so `Method()` is plain LoRA fine-tuning (`method=sft`), and a method at
+strength 0 must reproduce it exactly (tested for every `conf/method/*.yaml`).
+
+Where the pipeline calls the hooks:
+
+    method.prepare(ctx)                         # once, before LoRA training; RNG state is restored after it
+    with method.training(model, ctx):           # forward/backward/tensor hooks live exactly this long
+        for each optimizer step:
+            forward, backward, clip, optimizer.step()
+            method.on_optimizer_step(model, ctx)
+    model = method.post_train(model, ctx)       # may edit or merge weights; returns what is saved
+    with method.generating(model, ctx):         # eval-time hooks (force the HF generator)
+        generate
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, ContextManager, Iterator, Literal, Mapping
+
+from omegaconf import DictConfig
+from torch import nn
+
+
+@dataclass
+class RunContext:
+    """What a Method may read. It never owns the optimizer, the data loader or the run layout."""
+
+    cfg: DictConfig  # the composed config
+    run_dir: Path
+    tokenizer: Any = None
+    train_rows: list[dict] = field(default_factory=list)  # chat rows of the training set
+    reference_dir: Path | None = None  # the naive SFT run of the same task/model/seed (when needed)
+    load_base: Callable[[], nn.Module] | None = None  # a fresh copy of the base model (no LoRA)
+    step: int = 0  # optimizer steps taken so far
+    logs: dict[str, float] = field(default_factory=dict)  # per-step diagnostics, namespaced "<method>/..."
+
+    def layers(self, model: nn.Module) -> nn.ModuleList:
+        from grasp_bench.models import decoder_layers
+
+        return decoder_layers(model, self.cfg.model.layers_path)
+
+    def log(self, **values: float) -> None:
+        self.logs.update(values)
+
+    @property
+    def reference_adapter(self) -> Path:
+        assert self.reference_dir is not None, "this method did not set needs_reference"
+        return self.reference_dir / "model"
+
+
+class Method:
+    """A fine-tuning intervention. `strength` in [0, 1] maps onto the method's own knob."""
+
+    starts_from: ClassVar[Literal["base", "reference", "untrained"]] = "base"
+    # "base": LoRA fine-tune from the base model; "reference": start from the naive SFT run's weights
+    # (eval-time methods, restoration); "untrained": evaluate the base model as is.
+    needs_reference: ClassVar[bool] = False  # True: needs the naive SFT run of the same task/model/seed
+    intervenes_at_eval: ClassVar[bool] = False  # True: eval-time hooks, so only the HF generator can run it
+
+    def __init__(self, name: str = "sft", strength: float = 0.0, **params: Any):
+        if params:
+            raise TypeError(f"{type(self).__name__} got unknown parameters: {sorted(params)}")
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"method.strength must be in [0, 1], got {strength}")
+        self.name, self.strength = name, float(strength)
+
+    def prepare(self, ctx: RunContext) -> None:
+        """Once before training: find directions, subspaces (cache them in ctx.run_dir)."""
+
+    def training(self, model: nn.Module, ctx: RunContext) -> ContextManager[None]:
+        return nullcontext()
+
+    def on_optimizer_step(self, model: nn.Module, ctx: RunContext) -> None:
+        """After every optimizer step; diagnostics go to ctx.log(...)."""
+
+    def post_train(self, model: nn.Module, ctx: RunContext) -> nn.Module:
+        return model
+
+    def generating(self, model: nn.Module, ctx: RunContext) -> ContextManager[None]:
+        return nullcontext()
+
+
+class Untrained(Method):
+    """`method=base`: the base model as it is, the origin of every trade-off curve."""
+
+    starts_from = "untrained"
+
+
+@contextmanager
+def hooks(*handles_factories: Callable[[], Any]) -> Iterator[None]:
+    """Register hooks on entry and remove every one on exit, even on error."""
+    handles = []
+    try:
+        for make in handles_factories:
+            handles.append(make())
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def method_knobs(method_cfg: Mapping) -> dict:
+    """The method parameters other than name/strength/_target_ (they name the run directory)."""
+    return {k: v for k, v in method_cfg.items() if k not in ("_target_", "name", "strength")}

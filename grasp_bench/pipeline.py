@@ -1,0 +1,232 @@
+"""One run = one (task, model, method, strength, seed) = one directory, made by four file-to-file stages:
+
+    train     -> model/ (a PEFT adapter, or full weights when a method merged them), train_log.jsonl
+    generate  -> generations.jsonl
+    judge     -> judgments/<judge>.jsonl
+    metrics   -> metrics/<judge>.json
+
+Each stage is skipped when its output exists and was made with the same config slice (a different one is
+an error naming the key), so a rerun after a kill completes the run and a new judge reuses old generations.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from copy import deepcopy
+from pathlib import Path
+
+import hydra.utils
+import torch
+from filelock import FileLock
+from omegaconf import DictConfig, OmegaConf
+
+from grasp_bench import models
+from grasp_bench.artifacts import BadInput, Stage, atomic_path, environment, load_json, read_jsonl, write_json, write_jsonl, write_text
+from grasp_bench.data import build_task_files, load_eval, load_train
+from grasp_bench.method import Method, RunContext, method_knobs
+from grasp_bench.tracking import make_logger
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+SFT = {"_target_": "grasp_bench.method.Method", "name": "sft", "strength": 0.0}
+
+
+def plain(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def method_dirname(method_cfg: DictConfig) -> str:
+    """`<name>`, plus `,key=value` for every knob that differs from conf/method/<name>.yaml."""
+    defaults_file = CONF_DIR / "method" / f"{method_cfg.name}.yaml"
+    defaults = method_knobs(OmegaConf.load(defaults_file)) if defaults_file.exists() else {}
+    knobs = method_knobs(plain(method_cfg))
+    changed = [f"{k}={knobs[k]}".replace("/", "_").replace(" ", "") for k in sorted(knobs) if knobs[k] != defaults.get(k)]
+    return ",".join([method_cfg.name, *changed])
+
+
+def run_dir(cfg: DictConfig) -> Path:
+    strength = f"{float(cfg.method.strength):g}"
+    return Path(cfg.paths.runs).expanduser() / cfg.task.name / cfg.model.name / method_dirname(cfg.method) / (
+        f"strength={strength}") / f"seed={cfg.seed}"
+
+
+def slices(cfg: DictConfig) -> dict[str, dict]:
+    """The config slice behind each stage: a stage's slice contains the slices of the stages before it."""
+    task = plain(cfg.task)
+    train = {"task": {k: task.get(k) for k in ("name", "train")}, "model": plain(cfg.model),
+             "method": plain(cfg.method), "train": plain(cfg.train), "seed": cfg.seed}
+    generate = {**train, "generator": plain(cfg.generator), "splits": {k: {"path": v["path"], "limit": v.get("limit")}
+                                                                       for k, v in task["splits"].items()},
+                "sampling": task["sampling"]}
+    judge = {**generate, "judge": plain(cfg.judge), "scorers": {k: v["scorers"] for k, v in task["splits"].items()}}
+    metrics = {**judge, "metrics": task["metrics"]}
+    return {"train": train, "generate": generate, "judge": judge, "metrics": metrics}
+
+
+def _free(*objs) -> None:
+    del objs
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class Run:
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.method: Method = hydra.utils.instantiate(cfg.method, _convert_="all")
+        self.dir = run_dir(cfg)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.cache = Path(cfg.paths.cache).expanduser()
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = models.load_tokenizer(self.cfg.model, self.cache)
+        return self._tokenizer
+
+    def stage(self, name: str, output: Path, config_slice: dict) -> Stage:
+        return Stage(self.dir, name, output, config_slice, force=name in self.cfg.force)
+
+    def context(self) -> RunContext:
+        ctx = RunContext(cfg=self.cfg, run_dir=self.dir, tokenizer=self.tokenizer,
+                         load_base=lambda: models.load_base(self.cfg.model, self.cache, self.device))
+        if self.method.needs_reference or self.method.starts_from == "reference":
+            ctx.reference_dir = ensure_reference(self.cfg)
+        ctx.train_rows = load_train(self.cfg.task)
+        return ctx
+
+    def prepare(self, ctx: RunContext) -> None:
+        with torch.random.fork_rng():  # a method's set-up must not shift data order or LoRA init
+            self.method.prepare(ctx)
+
+    def weights(self) -> torch.nn.Module:
+        """The model a run evaluates: base, base + adapter, or its own full weights."""
+        if self.method.starts_from == "untrained":
+            return models.load_base(self.cfg.model, self.cache, self.device)
+        weights = self.dir / "model"
+        if (weights / "adapter_config.json").exists():
+            return models.load_adapter(models.load_base(self.cfg.model, self.cache, self.device), weights)
+        return models.load_base(OmegaConf.merge(self.cfg.model, {"path": str(weights), "revision": None}),
+                                self.cache, self.device)
+
+    def train_stage(self, logger) -> None:
+        if self.method.starts_from == "untrained":
+            return
+        stage = self.stage("train", self.dir / "model", slices(self.cfg)["train"])
+        if stage.is_done():
+            return
+        ctx = self.context()
+        base = models.load_base(self.cfg.model, self.cache, self.device)
+        if self.method.starts_from == "reference":
+            model = models.load_adapter(base, ctx.reference_adapter, trainable=True)
+            self.prepare(ctx)
+            model, log = self.method.post_train(model, ctx), []
+        else:
+            from grasp_bench.train import train
+
+            torch.manual_seed(self.cfg.seed)
+            model = models.add_lora(base, self.cfg.model, self.cfg.seed)
+            self.prepare(ctx)
+            model, log = train(model, self.tokenizer, self.method, ctx, on_log=logger.log_step)
+        with atomic_path(self.dir / "model") as tmp:
+            model.save_pretrained(tmp)
+            if not (tmp / "adapter_config.json").exists():
+                self.tokenizer.save_pretrained(tmp)  # full weights: a self-contained checkpoint
+        write_jsonl(self.dir / "train_log.jsonl", log)
+        stage.mark_done(final_loss=log[-1]["train/loss"] if log else None, steps=len(log))
+        _free(model, base)
+
+    def generate_stage(self) -> None:
+        gen_cfg = self.cfg.generator
+        generator = hydra.utils.instantiate(gen_cfg)
+        if self.method.intervenes_at_eval and not getattr(generator, "runs_hooks", False):
+            raise BadInput(f"method '{self.method.name}' applies hooks at generation time, which generator "
+                           f"'{generator.name}' cannot run; use generator=hf")
+        out = self.dir / "generations.jsonl"
+        stage = self.stage("generate", out, slices(self.cfg)["generate"])
+        if stage.is_done():
+            return
+        rows = [r for split in load_eval(self.cfg.task).values() for r in split]
+        model = self.weights()
+        ctx = RunContext(cfg=self.cfg, run_dir=self.dir, tokenizer=self.tokenizer)
+        if self.method.intervenes_at_eval:
+            ctx = self.context()
+            self.prepare(ctx)
+        with self.method.generating(model, ctx):
+            generator.run(model, self.tokenizer, rows, self.cfg.task.sampling, out, self.cfg.seed)
+        stage.mark_done(rows=len(rows))
+        _free(model)
+
+    def judge_stage(self) -> Path:
+        judge = hydra.utils.instantiate(self.cfg.judge)
+        out = self.dir / "judgments" / f"{judge.name}.jsonl"
+        stage = self.stage("judge", out, slices(self.cfg)["judge"])
+        if not stage.is_done():
+            scorers = {k: plain(v.scorers) for k, v in self.cfg.task.splits.items()}
+            judge.run(read_jsonl(self.dir / "generations.jsonl"), scorers, out)
+            stage.mark_done()
+        return out
+
+    def metrics_stage(self, judgments: Path) -> dict:
+        from grasp_bench.metrics import compute
+
+        out = self.dir / "metrics" / judgments.name.replace(".jsonl", ".json")
+        stage = self.stage("metrics", out, slices(self.cfg)["metrics"])
+        if stage.is_done():
+            return load_json(out)
+        metrics = {
+            "task": self.cfg.task.name, "model": self.cfg.model.name, "method": self.cfg.method.name,
+            "variant": method_dirname(self.cfg.method), "strength": float(self.cfg.method.strength),
+            "seed": self.cfg.seed, "judge": self.cfg.judge.name,
+        }
+        metrics.update(compute(plain(self.cfg.task.metrics), read_jsonl(judgments)))
+        train_record = self.dir / "stages" / "train.json"
+        if train_record.exists():
+            metrics["train/final_loss"] = load_json(train_record).get("final_loss")
+        diagnostics = self.dir / "diagnostics.json"  # methods may write a flat dict of "<method>/..." values
+        if diagnostics.exists():
+            metrics.update(load_json(diagnostics))
+        write_json(out, metrics)
+        stage.mark_done()
+        return metrics
+
+
+def ensure_reference(cfg: DictConfig) -> Path:
+    """The naive SFT run of the same task/model/seed, trained on demand (once, under a file lock)."""
+    ref_cfg = deepcopy(cfg)
+    OmegaConf.set_struct(ref_cfg, False)
+    ref_cfg.method = SFT
+    ref_cfg.force = []
+    ref = Run(ref_cfg)
+    ref.dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(ref.dir / ".train.lock")):
+        if not (ref.dir / "stages" / "train.json").exists():
+            print(f"[grasp-bench] building the reference run {ref.dir}", file=sys.stderr)
+        ref.train_stage(make_logger(None))
+    return ref.dir
+
+
+def run(cfg: DictConfig) -> dict:
+    """Every stage of one run; returns its metrics."""
+    build_task_files(cfg.task)
+    r = Run(cfg)
+    r.dir.mkdir(parents=True, exist_ok=True)
+    write_text(r.dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_json(r.dir / "env.json", environment())
+    logger = make_logger(cfg.logger, cfg=cfg, run_dir=r.dir)
+    try:
+        stages = set(cfg.stages)
+        if "train" in stages:
+            r.train_stage(logger)
+        if "generate" in stages:
+            r.generate_stage()
+        metrics = {}
+        if "judge" in stages:
+            judgments = r.judge_stage()
+            if "metrics" in stages:
+                metrics = r.metrics_stage(judgments)
+                logger.summary(metrics, generations=r.dir / "generations.jsonl", judgments=judgments)
+        return metrics
+    finally:
+        logger.finish()

@@ -1,0 +1,140 @@
+"""Every `metrics/<judge>.json` under a runs root -> results.csv, results.md and one trade-off plot per
+(task, model, judge): x = eval/task_score, y = eval/spurious_rate, one line per method variant through
+its strengths (mean over seeds, error bars = spread of seed means, or the bootstrap CI for one seed),
+base and naive SFT marked, the Pareto frontier drawn.
+
+    grasp-bench-report runs/            # also run at the end of every grasp-bench multirun
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from grasp_bench.artifacts import load_json, write_text
+
+IDENTITY = ["task", "model", "method", "variant", "strength", "seed", "judge"]
+X, Y = "eval/task_score", "eval/spurious_rate"
+
+
+def collect(runs_root: Path) -> pd.DataFrame:
+    rows = [load_json(p) for p in sorted(Path(runs_root).glob("**/metrics/*.json"))]
+    if not rows:
+        return pd.DataFrame(columns=IDENTITY)
+    df = pd.DataFrame(rows)
+    first = [c for c in IDENTITY if c in df.columns]
+    return df[first + sorted(c for c in df.columns if c not in first)].sort_values(first, kind="stable")
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds per (task, model, judge, variant, strength), with the number of seeds."""
+    keys = ["task", "model", "judge", "variant", "strength"]
+    value_cols = [c for c in df.columns if c.startswith("eval/") and not c.endswith(("_ci_low", "_ci_high"))
+                  and not c.endswith(("_n", "_n_unscored"))] + (["train/final_loss"] if "train/final_loss" in df else [])
+    agg = df.groupby(keys, sort=False)[value_cols].agg(["mean", "std"])
+    agg.columns = [f"{c}_{s}" if s == "std" else c for c, s in agg.columns]
+    agg["seeds"] = df.groupby(keys, sort=False)["seed"].nunique()
+    n_cols = [c for c in df.columns if c.endswith(("_n", "_n_unscored"))]
+    agg = agg.join(df.groupby(keys, sort=False)[n_cols].sum()) if n_cols else agg
+    return agg.reset_index()
+
+
+def markdown(table: pd.DataFrame) -> str:
+    metric_cols = [c for c in table.columns if c.startswith("eval/") and not c.endswith(("_std", "_n", "_n_unscored"))]
+    lines = []
+    for (task, model, judge), part in table.groupby(["task", "model", "judge"], sort=False):
+        lines += [f"### {task} / {model} (judge: {judge})", ""]
+        head = ["method", "strength", "seeds", *(c.removeprefix("eval/") for c in metric_cols), "n (unscored)"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for _, r in part.iterrows():
+            cells = [r["variant"], f"{r['strength']:g}", str(r["seeds"])]
+            for c in metric_cols:
+                std = r.get(f"{c}_std")
+                cells.append(f"{r[c]:.3f}" + (f" ± {std:.3f}" if r["seeds"] > 1 and pd.notna(std) else ""))
+            n_cols = [c for c in table.columns if c.endswith("_n") and c.startswith("eval/")]
+            total = sum(int(r[c]) for c in n_cols)
+            unscored = sum(int(r[c.removesuffix('_n') + '_n_unscored']) for c in n_cols)
+            cells.append(f"{total} ({unscored})")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points not dominated by another with higher x and lower y, sorted by x."""
+    front = [p for p in points if not any(q[0] >= p[0] and q[1] <= p[1] and q != p for q in points)]
+    return sorted(set(front))
+
+
+def plot(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    if X not in df or Y not in df:
+        return paths
+    for (task, model, judge), part in df.groupby(["task", "model", "judge"], sort=False):
+        fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+        means = part.groupby(["variant", "strength"])[[X, Y]].mean()
+        spread = part.groupby(["variant", "strength"])[[X, Y]].std().fillna(0.0)
+        for variant, v in means.groupby(level=0):
+            v = v.droplevel(0).sort_index()
+            s = spread.loc[variant].reindex(v.index)
+            kind = "o-"
+            if variant in ("base", "sft"):
+                kind = "*" if variant == "base" else "s"
+            ax.errorbar(v[X], v[Y], xerr=s[X], yerr=s[Y], fmt=kind, ms=11 if variant in ("base", "sft") else 6,
+                        capsize=3, label=variant)
+            for strength, row in v.iterrows():
+                if variant not in ("base", "sft") and len(v) > 1:
+                    ax.annotate(f"{strength:g}", (row[X], row[Y]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        front = pareto(list(zip(means[X], means[Y])))
+        if len(front) > 1:
+            ax.plot(*zip(*front), ls="--", color="grey", lw=1, label="Pareto frontier")
+        ax.set_xlabel("task score (higher is better)")
+        ax.set_ylabel("spurious-behaviour rate (lower is better)")
+        ax.set_title(f"{task} / {model} (judge: {judge})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"tradeoff_{task}_{model}_{judge}.png"
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def aggregate(runs_root: str | Path, quiet: bool = False) -> dict:
+    """Write results.csv, results.md and plots/ under runs_root; print the table and plot paths."""
+    runs_root = Path(runs_root).expanduser()
+    df = collect(runs_root)
+    if df.empty:
+        if not quiet:
+            print(f"no metrics files under {runs_root}", file=sys.stderr)
+        return {"rows": 0}
+    write_text(runs_root / "results.csv", df.to_csv(index=False))
+    md = markdown(summary_table(df))
+    write_text(runs_root / "results.md", md)
+    plots = plot(df, runs_root / "plots")
+    if not quiet:
+        print(md)
+        print(f"results: {runs_root / 'results.csv'}")
+        for p in plots:
+            print(f"trade-off plot: {p}")
+    return {"rows": len(df), "plots": plots}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="grasp-bench-report", description=__doc__.splitlines()[0])
+    parser.add_argument("runs_root", nargs="?", default="runs")
+    args = parser.parse_args(argv)
+    if not Path(args.runs_root).is_dir():
+        print(f"error: {args.runs_root}: no such directory", file=sys.stderr)
+        sys.exit(2)
+    aggregate(args.runs_root)

@@ -1,0 +1,108 @@
+"""The one training pipeline for every method: LoRA through peft, transformers `Trainer`, loss on the
+final assistant turn only, the model's own chat template. Methods act only through their hooks
+(`training` context, `on_optimizer_step` via a Trainer callback); the optimizer, schedule and data order
+are identical for every method of a sweep.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from grasp_bench.data import tokenize_chat
+from grasp_bench.method import Method, RunContext
+
+
+class ChatCollator:
+    """Right-pads input_ids/labels of a batch."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, b in enumerate(batch):
+            n = len(b["input_ids"])
+            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(b["input_ids"]), torch.tensor(b["labels"]), 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+class MethodCallback(TrainerCallback):
+    """Calls the Method after every optimizer step and collects one log row per step."""
+
+    def __init__(self, method: Method, ctx: RunContext, on_log: Callable[[dict], None] | None = None):
+        self.method, self.ctx, self.forward_log = method, ctx, on_log
+        self.rows: list[dict] = []
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.ctx.step = state.global_step
+        self.ctx.logs = {}
+        self.method.on_optimizer_step(model, self.ctx)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            row = {"step": state.global_step, "train/loss": logs["loss"], "train/grad_norm": logs.get("grad_norm"),
+                   "train/lr": logs.get("learning_rate"), **self.ctx.logs}
+            self.rows.append(row)
+            if self.forward_log:
+                self.forward_log(row)
+
+
+def training_arguments(train: DictConfig, out_dir: Path, seed: int) -> TrainingArguments:
+    cuda = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=str(out_dir),
+        per_device_train_batch_size=train.batch_size,
+        gradient_accumulation_steps=train.grad_accum,
+        learning_rate=train.lr,
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps,
+        lr_scheduler_type=train.scheduler,
+        warmup_steps=train.warmup_steps,
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
+        optim=train.optim,
+        bf16=train.precision == "bf16",  # autocast; the trainable LoRA weights stay fp32
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=False,
+    )
+
+
+def train(model: nn.Module, tokenizer, method: Method, ctx: RunContext,
+          on_log: Callable[[dict], None] | None = None) -> tuple[nn.Module, list[dict]]:
+    """Fine-tune `model` (a PeftModel) in place; returns the model to save and the per-step log."""
+    from datasets import Dataset
+
+    cfg = ctx.cfg
+    examples = [tokenize_chat(tokenizer, r["messages"], cfg.train.max_length) for r in ctx.train_rows]
+    dataset = Dataset.from_list(examples)
+    callback = MethodCallback(method, ctx, on_log)
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(cfg.train, ctx.run_dir / "trainer", cfg.seed),
+        train_dataset=dataset,
+        data_collator=ChatCollator(tokenizer.pad_token_id),
+        callbacks=[callback],
+    )
+    with method.training(model, ctx):
+        trainer.train()
+    losses = [r["train/loss"] for r in callback.rows]
+    if losses and not all(math.isfinite(x) for x in losses):
+        raise FloatingPointError(f"training diverged (non-finite loss) in {ctx.run_dir}")
+    return method.post_train(model, ctx), callback.rows
