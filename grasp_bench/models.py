@@ -46,14 +46,14 @@ def _convert_smollm2(out: Path) -> None:
     tok.save_pretrained(out)
 
 
-def _build_tiny(out: Path, spec: str, cache: Path) -> None:
+def _build_tiny(out: Path, spec: str) -> None:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     try:
         layers, hidden = (int(x) for x in spec.split("x"))
     except ValueError:
         raise BadInput(f"model path 'tiny:{spec}': expected tiny:<layers>x<hidden>, e.g. tiny:2x64") from None
-    tok = AutoTokenizer.from_pretrained(resolve_path("embedded:smollm2-135m-instruct", cache))
+    tok = AutoTokenizer.from_pretrained(_smollm2_gguf_dir(), gguf_file=SMOLLM2_GGUF)  # tokenizer only: fast
     config = LlamaConfig(
         vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=1024,
@@ -83,7 +83,7 @@ def resolve_path(path: str, cache: str | Path) -> str:
     with FileLock(str(out) + ".lock"):  # concurrent jobs must not both convert
         if not (out / "config.json").exists():
             tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-            _convert_smollm2(tmp) if kind == "embedded" else _build_tiny(tmp, name, cache)
+            _convert_smollm2(tmp) if kind == "embedded" else _build_tiny(tmp, name)
             os.replace(tmp, out)
     return str(out)
 
