@@ -62,12 +62,13 @@ class Method:
     needs_reference: ClassVar[bool] = False  # True: needs the naive SFT run of the same task/model/seed
     intervenes_at_eval: ClassVar[bool] = False  # True: eval-time hooks, so only the HF generator can run it
 
-    def __init__(self, name: str = "sft", strength: float = 0.0, **params: Any):
+    def __init__(self, name: str = "sft", strength: float = 0.0, grid: list[float] | None = None, **params: Any):
         if params:
             raise TypeError(f"{type(self).__name__} got unknown parameters: {sorted(params)}")
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"method.strength must be in [0, 1], got {strength}")
         self.name, self.strength = name, float(strength)
+        self.grid = list(grid or [])  # the strengths a trade-off sweep visits (conf/method/<name>.yaml)
 
     def prepare(self, ctx: RunContext) -> None:
         """Once before training: find directions, subspaces (cache them in ctx.run_dir)."""
@@ -105,5 +106,5 @@ def hooks(*handles_factories: Callable[[], Any]) -> Iterator[None]:
 
 
 def method_knobs(method_cfg: Mapping) -> dict:
-    """The method parameters other than name/strength/_target_ (they name the run directory)."""
-    return {k: v for k, v in method_cfg.items() if k not in ("_target_", "name", "strength")}
+    """The method parameters other than name/strength/grid/_target_ (they name the run directory)."""
+    return {k: v for k, v in method_cfg.items() if k not in ("_target_", "name", "strength", "grid")}
