@@ -53,8 +53,9 @@ def run_dir(cfg: DictConfig) -> Path:
 def slices(cfg: DictConfig) -> dict[str, dict]:
     """The config slice behind each stage: a stage's slice contains the slices of the stages before it."""
     task = plain(cfg.task)
+    method = {k: v for k, v in plain(cfg.method).items() if k != "grid"}  # the sweep grid makes no run
     train = {"task": {k: task.get(k) for k in ("name", "train")}, "model": plain(cfg.model),
-             "method": plain(cfg.method), "train": plain(cfg.train), "seed": cfg.seed}
+             "method": method, "train": plain(cfg.train), "seed": cfg.seed}
     generate = {**train, "generator": plain(cfg.generator), "splits": {k: {"path": v["path"], "limit": v.get("limit")}
                                                                        for k, v in task["splits"].items()},
                 "sampling": task["sampling"]}

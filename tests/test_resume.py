@@ -1,0 +1,46 @@
+"""Killing a run at any moment and running the same command again completes it, with no stray files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from grasp_bench.artifacts import read_jsonl
+from tests.conftest import REPO, TINY
+
+
+def start(runs, *extra):
+    return subprocess.Popen([sys.executable, "-m", "grasp_bench", *TINY, f"paths.runs={runs}", *extra],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+@pytest.mark.parametrize("kill_when", ["training", "generating"])
+def test_killed_run_resumes(tmp_path, kill_when):
+    runs = tmp_path / "runs"
+    extra = ["train.max_steps=40", "generator.batch_size=2", "task.splits.unrelated.limit=12"]
+    d = runs / "toy_rude" / "tiny" / "sft" / "strength=0" / "seed=0"
+    trigger = d / ("trainer" if kill_when == "training" else "generations.jsonl.partial")
+    proc = start(runs, *extra)
+    deadline = time.time() + 180
+    while not trigger.exists():
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (d / "metrics" / "rule.json").exists()
+
+    done = subprocess.run([sys.executable, "-m", "grasp_bench", *TINY, f"paths.runs={runs}", *extra], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (d / "metrics" / "rule.json").exists()
+    gens = read_jsonl(d / "generations.jsonl")
+    assert len(gens) == len({(g["id"], g["sample"]) for g in gens}) == 6 + 12 + 6
+    leftovers = [p for p in d.rglob("*") if p.name.endswith((".partial", ".tmp")) or ".tmp" in p.name]
+    assert leftovers == []
