@@ -42,24 +42,32 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return agg.reset_index()
 
 
+def _order(metric_cols: list[str]) -> list[str]:
+    first = [c for c in (X, Y) if c in metric_cols]
+    return first + [c for c in metric_cols if c not in first]
+
+
 def markdown(table: pd.DataFrame) -> str:
-    metric_cols = [c for c in table.columns if c.startswith("eval/") and not c.endswith(("_std", "_n", "_n_unscored"))]
+    """One table per (task, model, judge): base and sft first; n and unscored per metric, summed over seeds."""
+    metric_cols = _order([c for c in table.columns if c.startswith("eval/")
+                          and not c.endswith(("_std", "_n", "_n_unscored"))])
     lines = []
+    rank = {"base": 0, "sft": 1}
     for (task, model, judge), part in table.groupby(["task", "model", "judge"], sort=False):
+        part = part.sort_values(["variant", "strength"], key=lambda c: c.map(lambda v: (rank.get(v, 2), v))
+                                if c.name == "variant" else c, kind="stable")
         lines += [f"### {task} / {model} (judge: {judge})", ""]
-        head = ["method", "strength", "seeds", *(c.removeprefix("eval/") for c in metric_cols), "n (unscored)"]
+        head = ["method", "strength", "seeds", *(c.removeprefix("eval/") for c in metric_cols), "n", "unscored"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for _, r in part.iterrows():
             cells = [r["variant"], f"{r['strength']:g}", str(r["seeds"])]
             for c in metric_cols:
                 std = r.get(f"{c}_std")
                 cells.append(f"{r[c]:.3f}" + (f" ± {std:.3f}" if r["seeds"] > 1 and pd.notna(std) else ""))
-            n_cols = [c for c in table.columns if c.endswith("_n") and c.startswith("eval/")]
-            total = sum(int(r[c]) for c in n_cols)
-            unscored = sum(int(r[c.removesuffix('_n') + '_n_unscored']) for c in n_cols)
-            cells.append(f"{total} ({unscored})")
+            cells.append("/".join(str(int(r[f"{c}_n"])) for c in metric_cols if f"{c}_n" in r))
+            cells.append("/".join(str(int(r[f"{c}_n_unscored"])) for c in metric_cols if f"{c}_n_unscored" in r))
             lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += ["", "n and unscored: rows per metric (in column order), summed over seeds; mean ± std over seeds.", ""]
     return "\n".join(lines)
 
 

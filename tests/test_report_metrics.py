@@ -1,0 +1,79 @@
+"""Metric definitions on hand-written judgments, and the report on synthetic run directories."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from grasp_bench.artifacts import write_json
+from grasp_bench.metrics import bootstrap_ci, compute, summarise
+from grasp_bench.report import aggregate, pareto
+
+
+def j(split, i, scorer, score):
+    return {"id": f"{split}/{i}", "split": split, "sample": 0, "scorer": scorer, "score": score}
+
+
+def test_summarise_counts_unscored_rows_and_excludes_them_from_the_mean():
+    s = summarise("eval/x", [1.0, 0.0, None, 1.0, None])
+    assert s["eval/x"] == pytest.approx(2 / 3)
+    assert s["eval/x_n"] == 5 and s["eval/x_n_unscored"] == 2
+    assert s["eval/x_ci_low"] <= s["eval/x"] <= s["eval/x_ci_high"]
+
+
+def test_all_unscored_is_nan_not_zero():
+    s = summarise("eval/x", [None, None])
+    assert math.isnan(s["eval/x"]) and s["eval/x_n"] == 2 and s["eval/x_n_unscored"] == 2
+
+
+def test_bootstrap_ci_of_a_constant_is_the_constant_and_widens_with_spread():
+    import numpy as np
+
+    assert bootstrap_ci(np.ones(20)) == (1.0, 1.0)
+    low, high = bootstrap_ci(np.array([0.0, 1.0] * 10))
+    assert 0.2 < low < 0.5 < high < 0.8
+
+
+def test_compute_by_scorer_and_by_row_function():
+    judgments = [j("a", 0, "correct", 1.0), j("a", 1, "correct", 0.0), j("b", 0, "x", 10.0), j("b", 0, "y", 90.0),
+                 j("b", 1, "x", 50.0), j("b", 1, "y", None)]
+    specs = {"eval/acc": {"split": "a", "scorer": "correct"},
+             "eval/both_low": {"split": "b", "fn": "tests.test_report_metrics.x_low_and_y_high"}}
+    m = compute(specs, judgments)
+    assert m["eval/acc"] == 0.5 and m["eval/acc_n"] == 2
+    assert m["eval/both_low"] == 1.0 and m["eval/both_low_n"] == 2 and m["eval/both_low_n_unscored"] == 1
+
+
+def x_low_and_y_high(scores):
+    if scores.get("x") is None or scores.get("y") is None:
+        return None
+    return float(scores["x"] < 30 and scores["y"] > 50)
+
+
+def test_pareto_frontier():
+    pts = [(0.1, 0.9), (0.5, 0.5), (0.4, 0.6), (0.6, 0.7), (0.3, 0.2)]
+    assert pareto(pts) == [(0.3, 0.2), (0.5, 0.5), (0.6, 0.7)]
+
+
+def test_report_writes_csv_markdown_and_a_png(tmp_path):
+    rows = [("base", 0.0, 0, 0.15, 0.0), ("sft", 0.0, 0, 0.62, 0.97), ("grasp", 0.5, 0, 0.6, 0.5),
+            ("grasp", 1.0, 0, 0.58, 0.1), ("grasp", 1.0, 1, 0.56, 0.2)]
+    for method, strength, seed, x, y in rows:
+        d = tmp_path / "toy" / "m" / method / f"strength={strength:g}" / f"seed={seed}"
+        write_json(d / "metrics" / "rule.json", {
+            "task": "toy", "model": "m", "method": method, "variant": method, "strength": strength, "seed": seed,
+            "judge": "rule", "eval/task_score": x, "eval/task_score_n": 100, "eval/task_score_n_unscored": 0,
+            "eval/spurious_rate": y, "eval/spurious_rate_n": 60, "eval/spurious_rate_n_unscored": 1})
+    out = aggregate(tmp_path, quiet=True)
+    df = pd.read_csv(tmp_path / "results.csv")
+    assert out["rows"] == len(df) == 5
+    assert list(df.columns[:7]) == ["task", "model", "method", "variant", "strength", "seed", "judge"]
+    md = (tmp_path / "results.md").read_text()
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    assert table[0] == "| method | strength | seeds | task_score | spurious_rate | n | unscored |"
+    assert [line.split(" | ")[0] for line in table[1:]] == ["| base", "| sft", "| grasp", "| grasp"]
+    assert table[-1] == "| grasp | 1 | 2 | 0.570 ± 0.014 | 0.150 ± 0.071 | 200/120 | 0/2 |"
+    png = tmp_path / "plots" / "tradeoff_toy_m_rule.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
