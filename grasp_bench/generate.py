@@ -7,8 +7,8 @@ appended to `generations.jsonl.partial`, so a killed run resumes after its last 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from tqdm.auto import tqdm

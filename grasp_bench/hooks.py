@@ -10,8 +10,8 @@ maps a layer index to a vector (d,) or an orthonormal basis (d, k), in the resid
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Callable, Iterator, Mapping
 
 import torch
 from torch import nn

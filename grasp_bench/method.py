@@ -17,10 +17,11 @@ Where the pipeline calls the hooks:
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, ContextManager, Iterator, Literal, Mapping
+from typing import Any, ClassVar, Literal
 
 from omegaconf import DictConfig
 from torch import nn
@@ -73,7 +74,7 @@ class Method:
     def prepare(self, ctx: RunContext) -> None:
         """Once before training: find directions, subspaces (cache them in ctx.run_dir)."""
 
-    def training(self, model: nn.Module, ctx: RunContext) -> ContextManager[None]:
+    def training(self, model: nn.Module, ctx: RunContext) -> AbstractContextManager[None]:
         return nullcontext()
 
     def on_optimizer_step(self, model: nn.Module, ctx: RunContext) -> None:
@@ -82,7 +83,7 @@ class Method:
     def post_train(self, model: nn.Module, ctx: RunContext) -> nn.Module:
         return model
 
-    def generating(self, model: nn.Module, ctx: RunContext) -> ContextManager[None]:
+    def generating(self, model: nn.Module, ctx: RunContext) -> AbstractContextManager[None]:
         return nullcontext()
 
 

@@ -9,7 +9,7 @@ value, not in the mean) and a bootstrap 95% CI `eval/x_ci_low`, `eval/x_ci_high`
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import hydra.utils
 import numpy as np

@@ -22,7 +22,17 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from grasp_bench import models
-from grasp_bench.artifacts import BadInput, Stage, atomic_path, environment, load_json, read_jsonl, write_json, write_jsonl, write_text
+from grasp_bench.artifacts import (
+    BadInput,
+    Stage,
+    atomic_path,
+    environment,
+    load_json,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+    write_text,
+)
 from grasp_bench.data import build_task_files, load_eval, load_train
 from grasp_bench.method import Method, RunContext, method_knobs
 from grasp_bench.tracking import make_logger
