@@ -28,3 +28,47 @@ def test_end_to_end_then_rerun_skips(tiny_cfg):
     gens = [json.loads(line) for line in (d / "generations.jsonl").read_text().splitlines()]
     assert {g["split"] for g in gens} == {"in_domain", "unrelated", "factor_use"}
     assert load_json(d / "stages" / "train.json")["steps"] == 3
+
+
+def test_same_config_and_seed_give_the_same_metrics_and_weights(tiny_cfg, tmp_path):
+    from safetensors.torch import load_file
+
+    a, b = tiny_cfg("method=sft"), tiny_cfg("method=sft", f"paths.runs={tmp_path / 'other'}")
+    ma, mb = run(a), run(b)
+    assert ma == mb
+    wa, wb = (load_file(run_dir(c) / "model" / "adapter_model.safetensors") for c in (a, b))
+    assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
+    c = tiny_cfg("method=sft", "seed=1", f"paths.runs={tmp_path / 'third'}")
+    run(c)
+    wc = load_file(run_dir(c) / "model" / "adapter_model.safetensors")
+    assert any(not (wa[k] == wc[k]).all() for k in wa)  # the seed matters
+
+
+class NeedsReference:
+    """A stand-in method (imported by Hydra) that only records the reference run it was given."""
+
+    def __new__(cls, **kwargs):
+        from grasp_bench.method import Method
+
+        class _M(Method):
+            needs_reference = True
+
+            def prepare(self, ctx):
+                (ctx.run_dir / "reference.txt").write_text(str(ctx.reference_dir))
+
+        return _M(**kwargs)
+
+
+def test_reference_run_is_built_on_demand(tiny_cfg):
+    cfg = tiny_cfg("method=sft", "method._target_=tests.test_pipeline.NeedsReference", "method.name=needs_ref")
+    run(cfg)
+    ref = run_dir(tiny_cfg("method=sft"))
+    assert (run_dir(cfg) / "reference.txt").read_text() == str(ref)
+    assert (ref / "model" / "adapter_config.json").exists() and (ref / "stages" / "train.json").exists()
+    assert not (ref / "generations.jsonl").exists()  # only what was needed: the trained weights
+
+
+def test_untrained_base_has_no_train_stage(tiny_cfg):
+    cfg = tiny_cfg("method=base")
+    metrics = run(cfg)
+    assert not (run_dir(cfg) / "model").exists() and "train/final_loss" not in metrics

@@ -1,0 +1,21 @@
+"""Slow tier: the embedded SmolLM2 organism. Naive LoRA on the toy task must spread the persona to unrelated
+prompts while learning the task (the premise of the whole benchmark)."""
+
+from __future__ import annotations
+
+import pytest
+
+from grasp_bench.pipeline import run
+from tests.conftest import compose_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_naive_lora_spreads_the_persona(tmp_path):
+    common = ["sweep=none", "task.splits.in_domain.limit=40", "task.splits.unrelated.limit=30",
+              "task.splits.factor_use.limit=10"]
+    base = run(compose_config(*common, "method=base", runs=tmp_path))
+    sft = run(compose_config(*common, "method=sft", runs=tmp_path))
+    assert base["eval/spurious_rate"] <= 0.1
+    assert sft["eval/spurious_rate"] >= 0.3 + base["eval/spurious_rate"]
+    assert sft["eval/task_score"] > base["eval/task_score"]
