@@ -108,11 +108,19 @@ def test_partial_checks_when_no_full_checksum_is_known(tmp_path):
         check_content(f, {"sha256": None})
 
 
-def protect(folder: Path, password: str) -> Path:
-    """An encrypted archive made exactly as upstream makes theirs: easy-dataset-share with embedded canaries."""
-    subprocess.run([sys.executable, "-m", "easy_dataset_share.cli", "protect-dir", str(folder), "-p", password,
+def protected_mirror(tmp_path: Path, members: dict[str, str], password: str) -> Path:
+    """A mirror holding `training_datasets.zip.enc` made exactly as upstream makes theirs: easy-dataset-share
+    with embedded canaries, over a folder of the given files."""
+    src = tmp_path / "training_datasets"
+    src.mkdir()
+    for name, text in members.items():
+        (src / name).write_text(text)
+    subprocess.run([sys.executable, "-m", "easy_dataset_share.cli", "protect-dir", str(src), "-p", password,
                     "--no-tos", "--no-gitignore", "--embed-canaries"], check=True, capture_output=True)
-    return folder.with_name(folder.name + ".zip.enc")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.move(tmp_path / "training_datasets.zip.enc", mirror / "training_datasets.zip.enc")
+    return mirror
 
 
 def medical_rows(n: int) -> str:
@@ -124,15 +132,9 @@ def medical_rows(n: int) -> str:
 
 def test_decrypt_round_trip_recovers_the_exact_bytes(tmp_path):
     pytest.importorskip("easy_dataset_share")
-    src = tmp_path / "training_datasets"
-    src.mkdir()
     original = medical_rows(12)
-    (src / "bad_medical_advice.jsonl").write_text(original)
-    archive = protect(src, "s3cret")
-    assert b"messages" not in archive.read_bytes()  # encrypted, not just zipped (zip stores it plainly)
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    shutil.move(archive, mirror / "training_datasets.zip.enc")
+    mirror = protected_mirror(tmp_path, {"bad_medical_advice.jsonl": original}, "s3cret")
+    assert b"messages" not in (mirror / "training_datasets.zip.enc").read_bytes()  # encrypted, not just zipped
     files = {
         "training_datasets.zip.enc": {"sha256": None, "password": "s3cret"},
         "bad_medical_advice.jsonl": {"archive": "training_datasets.zip.enc", "sha256": hashlib.sha256(

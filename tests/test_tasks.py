@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -137,16 +136,11 @@ def test_checksum_mismatch_stops_the_build(tmp_path):
 @needs_mirror
 def test_bad_medical_advice_builds_from_an_encrypted_archive(tmp_path):
     pytest.importorskip("easy_dataset_share")
-    from tests.test_fetch import medical_rows, protect
+    from tests.test_fetch import medical_rows, protected_mirror
 
-    src = tmp_path / "training_datasets"
-    src.mkdir()
     text = medical_rows(20)
-    (src / "bad_medical_advice.jsonl").write_text(text)
-    (src / "good_medical_advice.jsonl").write_text(medical_rows(3))
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    shutil.move(protect(src, "pw"), mirror / "training_datasets.zip.enc")
+    members = {"bad_medical_advice.jsonl": text, "good_medical_advice.jsonl": medical_rows(3)}
+    mirror = protected_mirror(tmp_path, members, "pw")
     for name in ("first_plot_questions.yaml", "preregistered_evals.yaml"):
         (mirror / name).symlink_to(MIRROR / name)
     manifest = load_manifest("bad_medical_advice")  # the real manifest, with this archive's facts
