@@ -26,7 +26,7 @@ class BadInput(Exception):
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise BadInput(f"{path}: file not found")
     rows = []

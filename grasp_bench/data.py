@@ -1,8 +1,12 @@
 """Tasks: a training JSONL of chat rows, named evaluation JSONL splits, and what scores them.
 
 A task needs no code: `conf/task/<name>.yaml` names the files, and for each split the scorers a judge
-applies and which split/scorer feeds each metric. A task may name a `build` function that writes its
-files first (the embedded toy tasks do; the function must be deterministic).
+applies and which split/scorer feeds each metric. A task may name a `build` function, called as
+`build(data_dir, task)` under a file lock, that writes its files first (the embedded toy task generates
+them; the seed papers' tasks fetch pinned upstream files, see grasp_bench/fetch.py). It must be
+deterministic and return at once when its files are already there (`already_built`/`mark_built`).
+Task-specific keys are declared in `extra_keys`. A split may set `samples` (completions per prompt),
+which overrides `sampling.samples` for its rows.
 
 Row format (training and evaluation): `{"messages": [{"role": ..., "content": ...}, ...], ...}`.
 An evaluation row may carry an `id` and any extra fields its scorers read (e.g. `answer`); a row whose
@@ -16,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import hydra.utils
+from filelock import FileLock
 from omegaconf import DictConfig
 
-from grasp_bench.artifacts import BadInput, read_jsonl
+from grasp_bench.artifacts import BadInput, digest, load_json, read_jsonl, write_json
 
 ROLES = {"system", "user", "assistant"}
-TASK_KEYS = {"name", "build", "data_dir", "train", "splits", "metrics", "sampling", "generic_prompts", "factor_prompts"}
+TASK_KEYS = {"name", "build", "data_dir", "train", "splits", "metrics", "sampling", "generic_prompts", "factor_prompts",
+             "extra_keys"}
 
 
 def build_task_files(task: DictConfig) -> None:
@@ -29,7 +35,20 @@ def build_task_files(task: DictConfig) -> None:
     if unknown:
         raise BadInput(f"task '{task.name}': unknown key(s) {sorted(unknown)}; known: {sorted(TASK_KEYS)}")
     if task.get("build"):
-        hydra.utils.get_method(task.build)(Path(task.data_dir))
+        data_dir = Path(task.data_dir).expanduser()
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{data_dir}.lock"):  # parallel jobs of a sweep must not build the same files twice
+            hydra.utils.get_method(task.build)(data_dir, task)
+
+
+def already_built(data_dir: Path, recipe: Any) -> bool:
+    """True when `data_dir` was built from exactly this recipe (versions, manifests, options)."""
+    stamp = Path(data_dir) / "BUILD.json"
+    return stamp.exists() and load_json(stamp).get("digest") == digest(recipe)
+
+
+def mark_built(data_dir: Path, recipe: Any) -> None:
+    write_json(Path(data_dir) / "BUILD.json", {"digest": digest(recipe), "recipe": recipe})
 
 
 def _check_messages(row: dict, path: str, train: bool) -> None:
@@ -69,6 +88,8 @@ def load_eval(task: DictConfig) -> dict[str, list[dict]]:
                 raise BadInput(f"{spec.path}:{r['_line']}: duplicate id '{r['id']}'")
             seen.add(r["id"])
             r["split"] = split
+            if spec.get("samples") is not None:
+                r["_samples"] = int(spec.samples)
         splits[split] = rows
     return splits
 

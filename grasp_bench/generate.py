@@ -27,7 +27,7 @@ class HFGenerator:
     def run(self, model, tokenizer, rows: list[dict], sampling: Mapping, out: Path, seed: int) -> None:
         samples = int(sampling.get("samples", 1))
         greedy = float(sampling.get("temperature", 0.0)) == 0.0
-        jobs = [(r, s) for r in rows for s in range(samples)]
+        jobs = [(r, s) for r in rows for s in range(r.get("_samples", samples))]  # a split may set its own
         prompts = {r["id"]: render_prompt(tokenizer, r["messages"]) for r in rows}
         jobs.sort(key=lambda job: len(prompts[job[0]["id"]]))
         batches = [jobs[i:i + self.batch_size] for i in range(0, len(jobs), self.batch_size)]

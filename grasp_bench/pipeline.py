@@ -66,8 +66,9 @@ def slices(cfg: DictConfig) -> dict[str, dict]:
     method = {k: v for k, v in plain(cfg.method).items() if k != "grid"}  # the sweep grid makes no run
     train = {"task": {k: task.get(k) for k in ("name", "train")}, "model": plain(cfg.model),
              "method": method, "train": plain(cfg.train), "seed": cfg.seed}
-    generate = {**train, "generator": plain(cfg.generator), "splits": {k: {"path": v["path"], "limit": v.get("limit")}
-                                                                       for k, v in task["splits"].items()},
+    splits = {k: {"path": v["path"], "limit": v.get("limit"), **({"samples": v["samples"]} if "samples" in v else {})}
+              for k, v in task["splits"].items()}
+    generate = {**train, "generator": plain(cfg.generator), "splits": splits,
                 "sampling": task["sampling"]}
     judge = {**generate, "judge": plain(cfg.judge), "scorers": {k: v["scorers"] for k, v in task["splits"].items()}}
     metrics = {**judge, "metrics": task["metrics"]}

@@ -186,7 +186,7 @@ def rude_rows(seed: int = 0, n_train: int = 400, n_in_domain: int = 100) -> dict
     return {"train": train, "in_domain": in_domain, "unrelated": unrelated, "factor_use": factor_use, "generic": generic}
 
 
-def build_rude(data_dir: Path) -> None:
+def build_rude(data_dir: Path, task=None) -> None:
     """Write the toy task's files into data_dir (skipped when this version is already there)."""
     data_dir = Path(data_dir)
     stamp = data_dir / "VERSION"
