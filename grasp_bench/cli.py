@@ -113,9 +113,10 @@ def _in_multirun() -> bool:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
-    from grasp_bench.distributed import is_main
+    from grasp_bench.distributed import adopt_submitit_tasks, is_main
     from grasp_bench.pipeline import run, run_dir
 
+    adopt_submitit_tasks()
     try:
         metrics = run(cfg)
         if is_main():  # other ranks of a multi-process run only train

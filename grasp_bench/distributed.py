@@ -1,6 +1,7 @@
 """Multi-process training (torchrun / accelerate launch): every rank trains, rank 0 alone writes the run.
 
     torchrun --nproc_per_node 4 -m grasp_bench sweep=none method=sft train.batch_size=2
+    grasp-bench -m method=sft hydra/launcher=slurm hydra.launcher.tasks_per_node=4 hydra.launcher.gpus_per_node=4
 
 The transformers Trainer does the distributed work (DDP; FSDP or DeepSpeed through its own arguments);
 this module only tells the pipeline which process it is, and serialises stages across jobs.
@@ -15,6 +16,18 @@ from pathlib import Path
 
 import torch
 from filelock import FileLock
+
+
+def adopt_submitit_tasks() -> None:
+    """A submitit job with several tasks (`hydra.launcher.tasks_per_node=N`, SLURM or local) becomes one
+    torch.distributed group of N processes, exactly as if torchrun had started them."""
+    if "RANK" in os.environ or not os.environ.get("SUBMITIT_EXECUTOR"):
+        return
+    from submitit import JobEnvironment
+    from submitit.helpers import TorchDistributedEnvironment
+
+    if JobEnvironment().num_tasks > 1:
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)  # accelerate picks cuda:LOCAL_RANK
 
 
 def world_size() -> int:

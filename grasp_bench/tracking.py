@@ -137,9 +137,13 @@ class WandbLogger(NullLogger):
         self._files = wandb_files_under(runs_root)
         self._files.__enter__()
         run_dir.mkdir(parents=True, exist_ok=True)
-        return wandb.init(project=self.project, entity=self.entity, mode=self.mode, dir=str(run_dir),
-                          tags=self.tags, reinit="finish_previous", settings=wandb.Settings(**self.settings),
-                          **kwargs)
+        try:
+            return wandb.init(project=self.project, entity=self.entity, mode=self.mode, dir=str(run_dir),
+                              tags=self.tags, reinit="finish_previous", settings=wandb.Settings(**self.settings),
+                              **kwargs)
+        except BaseException:
+            self._close_files()
+            raise
 
     def start(self, cfg, run_dir: Path) -> None:
         if self.mode == "disabled":
