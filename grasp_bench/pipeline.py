@@ -216,8 +216,8 @@ def run(cfg: DictConfig) -> dict:
     build_task_files(cfg.task)
     r = Run(cfg)
     main = distributed.is_main()
+    r.dir.mkdir(parents=True, exist_ok=True)  # every rank: a method's prepare() may cache files in it
     if main:
-        r.dir.mkdir(parents=True, exist_ok=True)
         write_text(r.dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         write_json(r.dir / "env.json", environment())
     logger = make_logger(cfg.logger if main else None, cfg=cfg, run_dir=r.dir)
