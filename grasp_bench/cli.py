@@ -68,27 +68,69 @@ def validate_overrides(argv: list[str]) -> None:
                 raise BadInput(_one_line(e)) from None
 
 
+JOB_ERROR = "job_error.txt"  # in a failed multirun job's Hydra output dir
+
+
 class ReportCallback(Callback):
-    """Aggregates every metrics file under paths.runs when a multirun ends."""
+    """Aggregates every metrics file under paths.runs when a multirun ends, then fails if any job failed."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from grasp_bench.distributed import is_main
         from grasp_bench.report import aggregate
 
-        aggregate(config.paths.runs)
+        if not is_main():
+            return
+        aggregate(config.paths.runs, logger_cfg=config.get("logger"))
+        failed = sorted(Path(config.hydra.sweep.dir).glob(f"**/{JOB_ERROR}"))
+        if failed:
+            first = failed[0].read_text(encoding="utf-8").splitlines()[0]
+            print(f"error: {len(failed)} job(s) failed, the others' results are kept; first: {first} "
+                  f"(tracebacks: {', '.join(str(p) for p in failed)})", file=sys.stderr)
+            sys.exit(1)
+
+
+def _record_failed_job(e: BaseException) -> None:
+    """A multirun job failed: keep its traceback and let the launcher go on with the other jobs."""
+    import traceback
+
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    overrides = " ".join(hc.overrides.task)
+    reason = _one_line(e) if isinstance(e, BadInput) else f"{type(e).__name__}: {_one_line(e)}"
+    text = f"job {hc.job.num} ({overrides}): {reason}\n\n" + "".join(traceback.format_exception(e))
+    Path(hc.runtime.output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(hc.runtime.output_dir) / JOB_ERROR).write_text(text, encoding="utf-8")
+    print(f"error: job {hc.job.num} ({overrides}) failed: {reason}", file=sys.stderr, flush=True)
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
+    from grasp_bench.distributed import adopt_submitit_tasks, is_main
     from grasp_bench.pipeline import run, run_dir
 
+    adopt_submitit_tasks()
     try:
         metrics = run(cfg)
-    except BadInput as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    shown = [f"{k}={v:.3f} (n={metrics[k + '_n']})" for k, v in metrics.items()
-             if k.startswith("eval/") and k + "_n" in metrics]
-    print(f"[grasp-bench] {run_dir(cfg)}: " + ", ".join(shown), flush=True)
+        if is_main():  # other ranks of a multi-process run only train
+            shown = [f"{k}={v:.3f} (n={metrics[k + '_n']})" for k, v in metrics.items()
+                     if k.startswith("eval/") and k + "_n" in metrics]
+            print(f"[grasp-bench] {run_dir(cfg)}: " + ", ".join(shown), flush=True)
+    except Exception as e:  # noqa: BLE001 - in a multirun every failure is recorded, then reported at the end
+        if _in_multirun():
+            _record_failed_job(e)
+            return
+        if isinstance(e, BadInput):
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        raise
 
 
 def main() -> None:

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import hydra.utils
 import torch
-from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
-from grasp_bench import models
+from grasp_bench import distributed, models
 from grasp_bench.artifacts import (
     BadInput,
     Stage,
@@ -66,6 +65,8 @@ def slices(cfg: DictConfig) -> dict[str, dict]:
     method = {k: v for k, v in plain(cfg.method).items() if k != "grid"}  # the sweep grid makes no run
     train = {"task": {k: task.get(k) for k in ("name", "train")}, "model": plain(cfg.model),
              "method": method, "train": plain(cfg.train), "seed": cfg.seed}
+    if distributed.world_size() > 1:  # train.batch_size is per process: the global batch is world_size times it
+        train["world_size"] = distributed.world_size()
     splits = {k: {"path": v["path"], "limit": v.get("limit"), **({"samples": v["samples"]} if "samples" in v else {})}
               for k, v in task["splits"].items()}
     generate = {**train, "generator": plain(cfg.generator), "splits": splits,
@@ -141,6 +142,9 @@ class Run:
             model = models.add_lora(base, self.cfg.model, self.cfg.seed)
             self.prepare(ctx)
             model, log = train(model, self.tokenizer, self.method, ctx, on_log=logger.log_step)
+        if not distributed.is_main():  # every rank trained the same weights; rank 0 writes them
+            _free(model, base)
+            return
         with atomic_path(self.dir / "model") as tmp:
             model.save_pretrained(tmp)
             if not (tmp / "adapter_config.json").exists():
@@ -212,25 +216,31 @@ def ensure_reference(cfg: DictConfig) -> Path:
     ref_cfg.force = []
     ref = Run(ref_cfg)
     ref.dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(ref.dir / ".train.lock")):
-        if not (ref.dir / "stages" / "train.json").exists():
+    with distributed.exclusive(ref.dir / ".train.lock"):
+        if distributed.is_main() and not (ref.dir / "stages" / "train.json").exists():
             print(f"[grasp-bench] building the reference run {ref.dir}", file=sys.stderr)
         ref.train_stage(make_logger(None))
     return ref.dir
 
 
 def run(cfg: DictConfig) -> dict:
-    """Every stage of one run; returns its metrics."""
+    """Every stage of one run; returns its metrics (empty on ranks other than 0, which only train)."""
     build_task_files(cfg.task)
     r = Run(cfg)
-    r.dir.mkdir(parents=True, exist_ok=True)
-    write_text(r.dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    write_json(r.dir / "env.json", environment())
-    logger = make_logger(cfg.logger, cfg=cfg, run_dir=r.dir)
+    main = distributed.is_main()
+    r.dir.mkdir(parents=True, exist_ok=True)  # every rank: a method's prepare() may cache files in it
+    if main:
+        write_text(r.dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        write_json(r.dir / "env.json", environment())
+    logger = make_logger(cfg.logger if main else None, cfg=cfg, run_dir=r.dir)
+    exit_code = 1  # until every stage returned: a failed job shows as failed in the tracker
     try:
         stages = set(cfg.stages)
         if "train" in stages:
             r.train_stage(logger)
+        if not main:
+            exit_code = 0
+            return {}
         if "generate" in stages:
             r.generate_stage()
         metrics = {}
@@ -239,6 +249,7 @@ def run(cfg: DictConfig) -> dict:
             if "metrics" in stages:
                 metrics = r.metrics_stage(judgments)
                 logger.summary(metrics, generations=r.dir / "generations.jsonl", judgments=judgments)
+        exit_code = 0
         return metrics
     finally:
-        logger.finish()
+        logger.finish(exit_code=exit_code)

@@ -7,7 +7,8 @@ Cross-run metric: a run with `eval/lean_mean` (task=political_finance) also gets
 its mean lean minus the mean lean of the base run (method=base) of the same task, model, judge and seed,
 with a bootstrap 95% CI resampling both runs' judgments (columns `_ci_low`, `_ci_high`).
 
-    grasp-bench-report runs/            # also run at the end of every grasp-bench multirun
+    grasp-bench-report runs/                        # also run at the end of every grasp-bench multirun
+    grasp-bench-report runs/ --wandb offline        # also log a job_type=report W&B run (table, scatter, PNGs)
 """
 
 from __future__ import annotations
@@ -152,8 +153,9 @@ def plot(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     return paths
 
 
-def aggregate(runs_root: str | Path, quiet: bool = False) -> dict:
-    """Write results.csv, results.md and plots/ under runs_root; print the table and plot paths."""
+def aggregate(runs_root: str | Path, quiet: bool = False, logger_cfg=None) -> dict:
+    """Write results.csv, results.md and plots/ under runs_root; print the table and plot paths; mirror them
+    to the tracker that `logger_cfg` (a conf/logger/*.yaml node) names."""
     runs_root = Path(runs_root).expanduser()
     df = collect(runs_root)
     if df.empty:
@@ -164,6 +166,10 @@ def aggregate(runs_root: str | Path, quiet: bool = False) -> dict:
     md = markdown(summary_table(df))
     write_text(runs_root / "results.md", md)
     plots = plot(df, runs_root / "plots")
+    if logger_cfg is not None:
+        from grasp_bench.tracking import make_logger
+
+        make_logger(logger_cfg).report(runs_root, df, plots)
     if not quiet:
         print(md)
         print(f"results: {runs_root / 'results.csv'}")
@@ -175,8 +181,16 @@ def aggregate(runs_root: str | Path, quiet: bool = False) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="grasp-bench-report", description=__doc__.splitlines()[0])
     parser.add_argument("runs_root", nargs="?", default="runs")
+    parser.add_argument("--wandb", metavar="MODE", choices=["disabled", "offline", "online"], default="disabled",
+                        help="also log a job_type=report W&B run (default: disabled)")
+    parser.add_argument("--wandb-project", default="grasp-bench")
+    parser.add_argument("--wandb-entity", default=None)
     args = parser.parse_args(argv)
     if not Path(args.runs_root).is_dir():
         print(f"error: {args.runs_root}: no such directory", file=sys.stderr)
         sys.exit(2)
-    aggregate(args.runs_root)
+    logger_cfg = None
+    if args.wandb != "disabled":
+        logger_cfg = {"_target_": "grasp_bench.tracking.WandbLogger", "mode": args.wandb,
+                      "project": args.wandb_project, "entity": args.wandb_entity, "settings": {"console": "off"}}
+    aggregate(args.runs_root, logger_cfg=logger_cfg)

@@ -1,14 +1,25 @@
 """Experiment trackers. The run directory is the source of truth; a tracker only mirrors it.
 
-`logger=none` (default) writes nothing beyond the run directory.
+`logger=none` (default) writes nothing beyond the run directory. `logger=wandb` mirrors each job into one
+Weights & Biases run (group `<task>/<model>`, job_type `<method>`) and the report into one `job_type=report`
+run. W&B writes every file under the runs root (`<run dir>/wandb/`, `<runs>/.wandb/`), never under $HOME;
+`logger.mode=offline` needs no network and `wandb sync` uploads later.
 """
 
 from __future__ import annotations
 
+import os
+import random
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import hydra.utils
+from omegaconf import DictConfig, OmegaConf
+
+SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "credential")
 
 
 class NullLogger:
@@ -23,7 +34,9 @@ class NullLogger:
 
     def summary(self, metrics: dict, generations: Path | None = None, judgments: Path | None = None) -> None: ...
 
-    def finish(self) -> None: ...
+    def finish(self, exit_code: int = 0) -> None: ...
+
+    def report(self, runs_root: Path, results, plots: list[Path]) -> None: ...
 
 
 def make_logger(logger_cfg, cfg=None, run_dir: Path | None = None):
@@ -31,3 +44,162 @@ def make_logger(logger_cfg, cfg=None, run_dir: Path | None = None):
     if cfg is not None:
         logger.start(cfg, run_dir)
     return logger
+
+
+def is_secret(key: str) -> bool:
+    """`api_key`, `hf_token`, `client_secret`, `apikey` are secrets; `max_new_tokens`, `tokenizer` are not."""
+    words = re.split(r"[^a-z0-9]+", str(key).lower())
+    return any(w in SECRET_WORDS or w.endswith(SECRET_WORDS) for w in words)
+
+
+def public_config(cfg: DictConfig) -> dict:
+    """The resolved config without any secret-named key (they are dropped before resolving)."""
+    def drop(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: drop(v) for k, v in node.items() if not is_secret(k)}
+        if isinstance(node, list):
+            return [drop(v) for v in node]
+        return node
+
+    unresolved = drop(OmegaConf.to_container(cfg, resolve=False))
+    return OmegaConf.to_container(OmegaConf.create(unresolved), resolve=True)
+
+
+@contextmanager
+def wandb_files_under(root: Path) -> Iterator[None]:
+    """Point every W&B directory (run files, cache, artifact staging, settings) under `root/.wandb`."""
+    base = Path(root).expanduser().resolve() / ".wandb"
+    dirs = {"WANDB_DIR": base, "WANDB_CACHE_DIR": base / "cache", "WANDB_DATA_DIR": base / "data",
+            "WANDB_CONFIG_DIR": base / "config"}
+    saved = {k: os.environ.get(k) for k in dirs}
+    for k, d in dirs.items():
+        d.mkdir(parents=True, exist_ok=True)
+        os.environ[k] = str(d)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+def generations_table(generations: Path, judgments: Path | None, rows: int | None, seed: int = 0):
+    """A `wandb.Table` of sampled generations, one column per scorer of the judge."""
+    import wandb
+
+    from grasp_bench.artifacts import read_jsonl
+
+    gens = read_jsonl(generations)
+    scores: dict[tuple, dict[str, float | None]] = {}
+    for j in read_jsonl(judgments) if judgments is not None and judgments.exists() else []:
+        scores.setdefault((j["id"], j["sample"]), {})[j["scorer"]] = j["score"]
+    scorers = sorted({s for by_scorer in scores.values() for s in by_scorer})
+    picked = range(len(gens)) if rows is None or rows >= len(gens) else sorted(
+        random.Random(seed).sample(range(len(gens)), rows))
+    table = wandb.Table(columns=["id", "split", "sample", "prompt", "completion", *scorers])
+    for i in picked:
+        g = gens[i]
+        prompt = next((m["content"] for m in reversed(g["messages"]) if m["role"] == "user"), "")
+        by_scorer = scores.get((g["id"], g["sample"]), {})
+        table.add_data(g["id"], g.get("split"), g["sample"], prompt, g["completion"],
+                       *(by_scorer.get(s) for s in scorers))
+    return table
+
+
+def results_table(df):
+    """A `wandb.Table` of results.csv rows (NaN becomes an empty cell)."""
+    import wandb
+
+    df = df.astype(object).where(df.notna(), None)
+    return wandb.Table(columns=[str(c) for c in df.columns], data=df.values.tolist())
+
+
+class WandbLogger(NullLogger):
+    """One W&B run per job; `mode`: disabled (default), offline (no network, `wandb sync` later) or online."""
+
+    name = "wandb"
+
+    def __init__(self, name: str = "wandb", project: str = "grasp-bench", entity: str | None = None,
+                 mode: str = "disabled", tags: list[str] | None = None, table_rows: int | None = 64,
+                 settings: dict | None = None):
+        if mode not in ("disabled", "offline", "online"):
+            from grasp_bench.artifacts import BadInput
+
+            raise BadInput(f"logger.mode '{mode}': expected disabled, offline or online")
+        self.name, self.project, self.entity, self.mode = name, project, entity, mode
+        self.tags, self.table_rows, self.settings = list(tags or []), table_rows, dict(settings or {})
+        self.run = None
+        self._files = None
+        self._seed = 0
+
+    def _init(self, runs_root: Path, run_dir: Path, **kwargs: Any):
+        import wandb
+
+        self._files = wandb_files_under(runs_root)
+        self._files.__enter__()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return wandb.init(project=self.project, entity=self.entity, mode=self.mode, dir=str(run_dir),
+                              tags=self.tags, reinit="finish_previous", settings=wandb.Settings(**self.settings),
+                              **kwargs)
+        except BaseException:
+            self._close_files()
+            raise
+
+    def start(self, cfg, run_dir: Path) -> None:
+        if self.mode == "disabled":
+            return
+        from grasp_bench.pipeline import method_dirname
+
+        self._seed = int(cfg.seed)
+        self.run = self._init(
+            Path(cfg.paths.runs), Path(run_dir), group=f"{cfg.task.name}/{cfg.model.name}", job_type=cfg.method.name,
+            name=f"{method_dirname(cfg.method)}-s{float(cfg.method.strength):g}-seed{cfg.seed}",
+            config=public_config(cfg))
+
+    def log_step(self, row: dict) -> None:
+        if self.run is not None:
+            self.run.log({k: v for k, v in row.items() if k != "step" and v is not None}, step=int(row["step"]))
+
+    def summary(self, metrics: dict, generations: Path | None = None, judgments: Path | None = None) -> None:
+        if self.run is None:
+            return
+        self.run.summary.update(metrics)
+        if generations is not None and generations.exists() and self.table_rows != 0:
+            self.run.log({"generations": generations_table(generations, judgments, self.table_rows, self._seed)})
+
+    def report(self, runs_root: Path, results, plots: list[Path]) -> None:
+        """One `job_type=report` run: the results table, the trade-off scatter and the PNG plots."""
+        if self.mode == "disabled" or results.empty:
+            return
+        import wandb
+
+        from grasp_bench.report import X, Y
+
+        groups = sorted({f"{t}/{m}" for t, m in zip(results["task"], results["model"], strict=True)})
+        run = self._init(Path(runs_root), Path(runs_root).expanduser() / ".wandb", job_type="report", name="report",
+                         group=groups[0] if len(groups) == 1 else None, config={"runs_root": str(runs_root)})
+        try:
+            table = results_table(results)
+            logged: dict[str, Any] = {"results": table}
+            if X in results and Y in results:
+                logged["tradeoff"] = wandb.plot.scatter(table, X, Y, title="task score vs spurious-behaviour rate")
+            for p in plots:
+                logged[f"plots/{Path(p).stem}"] = wandb.Image(str(p))
+            run.log(logged)
+            run.finish()
+        except BaseException:
+            run.finish(exit_code=1)
+            raise
+        finally:
+            self._close_files()
+
+    def finish(self, exit_code: int = 0) -> None:
+        if self.run is not None:
+            self.run.finish(exit_code=exit_code)
+            self.run = None
+        self._close_files()
+
+    def _close_files(self) -> None:
+        if self._files is not None:
+            self._files.__exit__(None, None, None)
+            self._files = None
