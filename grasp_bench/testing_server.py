@@ -3,13 +3,14 @@
 It answers `POST /v1/chat/completions` in the OpenAI response shape, with `logprobs.content[0].top_logprobs`
 built from a scripted next-token distribution, and records what it saw (requests, Authorization headers,
 the most requests in flight at once). Faults are scripted per prompt and attempt: an HTTP error status
-("429", "500", "401", ...), "timeout" (a hang longer than the client's timeout), or "garbage" (a 200 whose
-body is not JSON).
+("429", "500", "401", ...), "timeout" (a hang longer than the client's timeout), "garbage" (a 200 whose
+body is not JSON), or "no_logprobs" (a completion without logprobs, as from a model that has none).
 
     with FakeOpenAI(respond=lambda prompt: {"80": 0.6, "90": 0.4}) as server:
         ... judge.base_url = server.url ...
 
-    python -m grasp_bench.testing_server --latency 0.1     # prints the base URL, serves until killed
+    python -m grasp_bench.testing_server --latency 0.1     # prints the base URL, serves until killed;
+                                                           # GET /stats gives {"count", "max_in_flight"}
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ def completion_body(model: str, dist: Distribution, top_logprobs: int | None) ->
     }
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True      # a hung handler (a scripted timeout) never blocks shutdown
+    request_queue_size = 256   # listen backlog: the default 5 drops connections when many clients open at once
+
+
 class FakeOpenAI:
     """Threaded HTTP server; `url` is the base URL to give an OpenAI client (`.../v1`)."""
 
@@ -57,9 +63,7 @@ class FakeOpenAI:
         self.authorization: set[str] = set()    # Authorization header values seen
         self.attempts: dict[str, int] = {}      # prompt -> times seen
         self.in_flight = self.max_in_flight = 0
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
-        self.httpd.request_queue_size = 256
+        self.httpd = _Server(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self._thread: threading.Thread | None = None
 
@@ -98,7 +102,7 @@ class FakeOpenAI:
             return int(fault), json.dumps({"error": error}).encode()
         if fault == "garbage":
             return 200, b'{"id": "chatcmpl-fake", "choices": [ <<<not json'
-        top_n = int(body.get("top_logprobs") or 0) if body.get("logprobs") else None
+        top_n = int(body.get("top_logprobs") or 0) if body.get("logprobs") and fault != "no_logprobs" else None
         return 200, json.dumps(completion_body(body.get("model", "fake"), self.respond(prompt), top_n)).encode()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -106,9 +110,17 @@ class FakeOpenAI:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive: a pooled client reuses its connections
+            disable_nagle_algorithm = True  # else headers and body, sent apart, meet delayed ACKs: +40 ms each
 
             def log_message(self, *args) -> None:  # quiet
                 pass
+
+            def do_GET(self) -> None:  # noqa: N802 - /stats: what the server saw, for a server in another process
+                if self.path.rstrip("/") != "/stats":
+                    return self._send(404, b'{"error": {"message": "not found"}}')
+                with server.lock:
+                    stats = {"count": server.count, "max_in_flight": server.max_in_flight}
+                self._send(200, json.dumps(stats).encode())
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
