@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1)
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     server = subprocess.Popen([sys.executable, "-m", "grasp_bench.testing_server", "--latency", str(args.latency)],
                               stdout=subprocess.PIPE, text=True, cwd=REPO,
                               env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
@@ -85,7 +86,7 @@ def main() -> None:
                   "server_latency_s": args.latency,
                   "server": "grasp_bench.testing_server (ThreadingHTTPServer, own process)"},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "loadavg_1min": os.getloadavg()[0]},
+                    "loadavg_1min_before": load_before, "loadavg_1min_after": os.getloadavg()[0]},
         "command": "PYTHONPATH=$PWD python bench/judge.py " + " ".join(sys.argv[1:]),
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
