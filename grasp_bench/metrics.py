@@ -58,7 +58,7 @@ def compute(metric_specs: Mapping[str, Mapping], judgments: Iterable[Mapping]) -
     return out
 
 
-# --- Row functions of the seed papers' tasks (tasks helper) -------------------------------------------------------
+# --- Row functions of the seed papers' tasks -----------------------------------------------------------------------
 # Each takes one generation's scores {scorer: 0-100 or None} and returns the row's value, or None to leave
 # the row out of the mean (it is then counted in `_n_unscored`). Thresholds: reference/baselines.md §4.4.
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
-from tests.conftest import TINY, compose_config
-
 from grasp_bench.artifacts import load_json
+from tests.conftest import TINY, compose_config
 
 
 def _build_reference(runs: str, counter: str, start, out) -> None:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.conftest import REPO, TINY, compose_config
 from safetensors.torch import load_file
 
 from grasp_bench.artifacts import load_json, read_jsonl
 from grasp_bench.method import Method
 from grasp_bench.pipeline import run, run_dir
+from tests.conftest import REPO, TINY, compose_config
 
 
 class ReadsReference(Method):

@@ -10,10 +10,10 @@ from pathlib import Path
 import hydra.utils
 import pandas as pd
 import pytest
-from tests.conftest import CONF, TINY
 from hydra import compose, initialize_config_dir
 
 from grasp_bench.artifacts import load_json
+from tests.conftest import CONF, TINY
 
 SWEEP_TINY = [o for o in TINY if o != "sweep=none"]
 

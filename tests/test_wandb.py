@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.conftest import compose_config
 
 from grasp_bench.artifacts import read_jsonl, write_json
 from grasp_bench.pipeline import run, run_dir
 from grasp_bench.report import aggregate
 from grasp_bench.tracking import is_secret
+from tests.conftest import compose_config
 
 wandb = pytest.importorskip("wandb")
 
