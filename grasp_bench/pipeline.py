@@ -37,6 +37,8 @@ from grasp_bench.method import Method, RunContext, method_knobs
 from grasp_bench.tracking import make_logger
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# Judge settings that change how fast scores arrive, never what they are: not part of a stage's identity.
+OPERATIONAL = {"concurrency", "timeout_s", "max_attempts", "backoff_s", "max_backoff_s", "cache_dir", "batch_size"}
 SFT = {"_target_": "grasp_bench.method.Method", "name": "sft", "strength": 0.0}
 
 
@@ -71,7 +73,7 @@ def slices(cfg: DictConfig) -> dict[str, dict]:
               for k, v in task["splits"].items()}
     generate = {**train, "generator": plain(cfg.generator), "splits": splits,
                 "sampling": task["sampling"]}
-    judge = {**generate, "judge": plain(cfg.judge), "scorers": {k: v["scorers"] for k, v in task["splits"].items()}}
+    judge = {**generate, "judge": {k: v for k, v in plain(cfg.judge).items() if k not in OPERATIONAL}, "scorers": {k: v["scorers"] for k, v in task["splits"].items()}}
     metrics = {**judge, "metrics": task["metrics"]}
     return {"train": train, "generate": generate, "judge": judge, "metrics": metrics}
 
