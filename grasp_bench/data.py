@@ -21,7 +21,8 @@ from omegaconf import DictConfig
 from grasp_bench.artifacts import BadInput, read_jsonl
 
 ROLES = {"system", "user", "assistant"}
-TASK_KEYS = {"name", "build", "data_dir", "train", "splits", "metrics", "sampling", "generic_prompts", "factor_prompts"}
+TASK_KEYS = {"name", "build", "data_dir", "train", "splits", "metrics", "sampling", "generic_prompts", "factor_prompts",
+             "persona"}
 
 
 def build_task_files(task: DictConfig) -> None:

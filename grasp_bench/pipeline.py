@@ -53,8 +53,10 @@ def run_dir(cfg: DictConfig) -> Path:
 def slices(cfg: DictConfig) -> dict[str, dict]:
     """The config slice behind each stage: a stage's slice contains the slices of the stages before it."""
     task = plain(cfg.task)
-    train = {"task": {k: task.get(k) for k in ("name", "train")}, "model": plain(cfg.model),
-             "method": plain(cfg.method), "train": plain(cfg.train), "seed": cfg.seed}
+    task_keys = ("name", "train", *getattr(hydra.utils.get_class(cfg.method._target_), "task_inputs", ()))
+    method = {k: v for k, v in plain(cfg.method).items() if k != "grid"}  # the grid is sweep metadata
+    train = {"task": {k: task.get(k) for k in task_keys}, "model": plain(cfg.model),
+             "method": method, "train": plain(cfg.train), "seed": cfg.seed}
     generate = {**train, "generator": plain(cfg.generator), "splits": {k: {"path": v["path"], "limit": v.get("limit")}
                                                                        for k, v in task["splits"].items()},
                 "sampling": task["sampling"]}
