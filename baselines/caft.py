@@ -24,11 +24,14 @@ ranked first. 0 ablates nothing (no hook: plain SFT); 1 ablates all `n_select`. 
 always the full projection (a partial `gamma` would be a different method: scaled steering).
 
 Deviations from the paper's code (cadentj/caft, see reference/baselines.md §1):
-- automatic selection rule above instead of manual interpretation (no Qwen selection was released);
-- responses come from our naive run on the task's generic prompts, with the chat template (upstream:
-  LMSYS prompts with answers presumably from the insecure model, formatted as "Question: ...\nAnswer: ...");
-- exact, deterministic SVD (upstream: unseeded `torch.svd_lowrank`);
-- layers as fractions of depth (upstream: fixed indices for 64/40-layer models).
+- the automatic selection rule above instead of manual interpretation: a benchmark must be reproducible
+  without a human in the loop (and upstream released no selection for Qwen);
+- responses are the naive run's greedy replies to the task's own generic prompts, in the chat template
+  (upstream: LMSYS prompts with answers presumably from the insecure model, as "Question: ...\nAnswer: ...",
+  no template): every task ships its generic prompts, and the template is what training sees;
+- exact SVD (upstream: unseeded `torch.svd_lowrank`), so the directions are the same on every rerun;
+- layers as fractions of depth (upstream: fixed indices for 64- and 40-layer models), so one config
+  serves every model size.
 """
 
 from __future__ import annotations

@@ -24,15 +24,18 @@ nothing and returns the naive adapter unmerged, so the saved model is the naive 
 
 Deviations from the paper's code (kangyangWHU/LLMAlignment@478a8ae; reference/baselines.md §3):
 - the rollback check runs after every step, against the task metric above (upstream: a 5-step warm-up,
-  then a restart from W_ft with rollback on every step, judged by the task's own evaluator); the rows
-  it uses were trained on, because evaluation rows must not steer a method; their loss also covers the
-  factor's tokens (the toy task's insults), so this metric is conservative about removing the factor;
-- gradients are zeroed every step (upstream accumulates them across steps until a rollback);
-- k = rate x (number of candidate weights), not of all weights; ties broken by exact top-k;
-- no checkpoint walk: the model after the last step is the result (upstream reports the last saved
-  step before the task metric fails);
+  then a restart from W_ft with rollback on every step, judged by the task's own evaluator): one pass,
+  and no evaluator inside a method. The rows it uses were trained on, because evaluation rows must not
+  steer a method; their loss also covers the factor's tokens (the toy task's insults), so this metric
+  is conservative about removing the factor;
+- gradients are zeroed every step (upstream accumulates them across steps, zeroing only on rollback), so
+  each step ranks weights by the current model's gradient, not by stale ones of weights already reset;
+- k = rate x (number of candidate weights), not of all weights, so strength does not depend on the size
+  of the embeddings; exact top-k (upstream: a threshold, which ties can overshoot);
+- no checkpoint walk: the model after the last step is the result (upstream picks the last saved step
+  before the task metric fails, which needs the evaluation in the loop);
 - `layer` is the block whose output is read (upstream's `layer_end` = our layer + 1), and may be a
-  fraction of depth (upstream: about 2/3).
+  fraction of depth (upstream: about 2/3), so one config serves every model size.
 """
 
 from __future__ import annotations
@@ -200,7 +203,7 @@ class Restoration:
         for step in range(steps):
             cos_before = self.grad(factor_prompts, d)
             restored = self.restore_step(rate)
-            score = self.task_score(task_rows)
+            score = score_restored = self.task_score(task_rows)
             rolled_back = 0
             if score < (1 - metric_drop) * score_ft:
                 self.grad(task_prompts, d_task)
@@ -210,7 +213,8 @@ class Restoration:
                 self.direction(self.model, self.layers, factor_prompts), d, dim=0).item()
             log.append({"step": step + 1, "cos_before": cos_before, "cos_after": cos_after,
                         "restored": sum(int(m.sum()) for m in restored.values()), "rollback": rolled_back,
-                        "task_score": score, "task_score_ft": score_ft, "restored_frac": self.restored_fraction()})
+                        "task_score_restored": score_restored, "task_score": score, "task_score_ft": score_ft,
+                        "restored_frac": self.restored_fraction()})
         self.model.zero_grad(set_to_none=True)
         return log
 

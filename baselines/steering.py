@@ -20,11 +20,14 @@ preventative steering, -1.5 at inference, Qwen2.5-7B) carries across models. `<n
 relative to the stream. ablate: gamma = strength (1 = full ablation, upstream's scale -1). 0 = no hook.
 
 Deviations from the paper's code (safety-research/persona_vectors; reference/baselines.md §2):
-- no judge filtering of the contrastive replies (upstream keeps pairs with trait score >= 50 / < 50), and
-  one greedy reply per prompt and side (upstream: 10 samples at temperature 1) on the task's generic
-  prompts with one trait/neutral pair (upstream: 5 instruction pairs, 20 questions per trait);
+- no judge filtering of the contrastive replies (upstream keeps pairs with trait score >= 50 / < 50):
+  judges belong to evaluation, and a method's set-up must run offline and cost nothing per run;
+- one greedy reply per prompt and side (upstream: 10 samples at temperature 1), on the task's generic
+  prompts with one trait/neutral pair (upstream: 5 instruction pairs, 20 questions per trait): the vector
+  is deterministic, and the task, not the method, says what the trait is;
 - inference steering acts on every position of every forward pass (upstream's default "response"
-  positions steer only the last prompt token and the generated ones), as in model-organisms' hook;
+  positions steer only the last prompt token and the generated ones), as model-organisms-for-EM's hook
+  does: one operator (grasp_bench.hooks) for training and inference;
 - layers may be fractions of depth; "layer L" is the output of block L (upstream's layer 20 = our 19).
 """
 
