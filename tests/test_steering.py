@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from baselines.directions import capture
 from grasp_bench import models
 from grasp_bench.artifacts import BadInput
-from grasp_bench.pipeline import Run
+from grasp_bench.pipeline import Run, slices
 
 
 def _setup(cfg):
@@ -89,3 +89,12 @@ def test_missing_persona_block_is_a_clear_error(shared_cfg):
     cfg = shared_cfg(*tiny_method("steer_train"), "~task.persona")
     with pytest.raises(BadInput, match="task.persona"):
         _setup(cfg)
+
+
+def test_persona_is_part_of_the_steering_runs_config_only(tiny_cfg):
+    edit = "task.persona.trait=You are a sarcastic assistant."
+    for name, changes in [("steer_train", True), ("steer_eval", True), ("sft", False), ("caft", False)]:
+        before, after = slices(tiny_cfg(f"method={name}"))["train"], slices(tiny_cfg(f"method={name}", edit))["train"]
+        assert (before != after) == changes, name
+    grid = slices(tiny_cfg("method=steer_train", "method.grid=[0.5]"))["train"]
+    assert grid == slices(tiny_cfg("method=steer_train"))["train"]  # the grid is sweep metadata, not a run's
