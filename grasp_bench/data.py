@@ -27,7 +27,7 @@ from grasp_bench.artifacts import BadInput, digest, load_json, read_jsonl, write
 
 ROLES = {"system", "user", "assistant"}
 TASK_KEYS = {"name", "build", "data_dir", "train", "splits", "metrics", "sampling", "generic_prompts", "factor_prompts",
-             "extra_keys"}
+             "extra_keys", "persona"}
 
 
 def build_task_files(task: DictConfig) -> None:

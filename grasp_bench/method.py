@@ -62,6 +62,8 @@ class Method:
     # (eval-time methods, restoration); "untrained": evaluate the base model as is.
     needs_reference: ClassVar[bool] = False  # True: needs the naive SFT run of the same task/model/seed
     intervenes_at_eval: ClassVar[bool] = False  # True: eval-time hooks, so only the HF generator can run it
+    task_inputs: ClassVar[tuple[str, ...]] = ()  # task keys read beyond the training set (e.g. "persona"): they
+    # join the train stage's config slice, so editing them invalidates this method's runs and no others
 
     def __init__(self, name: str = "sft", strength: float = 0.0, grid: list[float] | None = None, **params: Any):
         if params:

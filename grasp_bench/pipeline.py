@@ -64,8 +64,9 @@ def run_dir(cfg: DictConfig) -> Path:
 def slices(cfg: DictConfig) -> dict[str, dict]:
     """The config slice behind each stage: a stage's slice contains the slices of the stages before it."""
     task = plain(cfg.task)
-    method = {k: v for k, v in plain(cfg.method).items() if k != "grid"}  # the sweep grid makes no run
-    train = {"task": {k: task.get(k) for k in ("name", "train")}, "model": plain(cfg.model),
+    task_keys = ("name", "train", *getattr(hydra.utils.get_class(cfg.method._target_), "task_inputs", ()))
+    method = {k: v for k, v in plain(cfg.method).items() if k != "grid"}  # the grid is sweep metadata
+    train = {"task": {k: task.get(k) for k in task_keys}, "model": plain(cfg.model),
              "method": method, "train": plain(cfg.train), "seed": cfg.seed}
     if distributed.world_size() > 1:  # train.batch_size is per process: the global batch is world_size times it
         train["world_size"] = distributed.world_size()
@@ -73,7 +74,8 @@ def slices(cfg: DictConfig) -> dict[str, dict]:
               for k, v in task["splits"].items()}
     generate = {**train, "generator": plain(cfg.generator), "splits": splits,
                 "sampling": task["sampling"]}
-    judge = {**generate, "judge": {k: v for k, v in plain(cfg.judge).items() if k not in OPERATIONAL}, "scorers": {k: v["scorers"] for k, v in task["splits"].items()}}
+    judge = {**generate, "judge": {k: v for k, v in plain(cfg.judge).items() if k not in OPERATIONAL},
+             "scorers": {k: v["scorers"] for k, v in task["splits"].items()}}
     metrics = {**judge, "metrics": task["metrics"]}
     return {"train": train, "generate": generate, "judge": judge, "metrics": metrics}
 

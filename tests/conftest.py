@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,5 +41,31 @@ def tiny_cfg(runs: Path):
 
     def make(*overrides: str) -> DictConfig:
         return compose_config(*TINY, *overrides, runs=runs)
+
+    return make
+
+
+# Method knobs that only set how much work a method does: shrunk in tests, where present in the method's config.
+TINY_METHOD_KNOBS = {"response_tokens": 8, "steps": 2, "task_rows": 8}
+
+
+def tiny_method(name: str) -> list[str]:
+    """`method=<name>` plus the shrunk work-size knobs that conf/method/<name>.yaml has."""
+    knobs = OmegaConf.load(CONF / "method" / f"{name}.yaml")
+    return [f"method={name}"] + [f"method.{k}={v}" for k, v in TINY_METHOD_KNOBS.items() if k in knobs]
+
+
+@pytest.fixture(scope="session")
+def shared_runs(tmp_path_factory) -> Path:
+    """One runs root for the whole session: the naive tiny run (every baseline's reference) trains once."""
+    return tmp_path_factory.mktemp("shared") / "runs"
+
+
+@pytest.fixture
+def shared_cfg(shared_runs: Path):
+    """Factory: like `tiny_cfg`, in the session's shared runs root."""
+
+    def make(*overrides: str) -> DictConfig:
+        return compose_config(*TINY, *overrides, runs=shared_runs)
 
     return make

@@ -1,0 +1,192 @@
+"""What several baselines share: layer specs, greedy responses, teacher-forced residual-stream activations,
+last-token states, and a cache for derived tensors (directions, persona vectors).
+
+Layer specs (method configs, the task's `persona.layers`): an int is a 0-based decoder block (negative
+counts from the end); a float in [0, 1) is a fraction of depth, block floor(f * n_blocks), so one config
+serves the 2-block test model and the 30-block SmolLM2. "Layer L" is the output of block L, i.e.
+`output_hidden_states[L + 1]` (as in grasp_bench.hooks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import nn
+
+from grasp_bench.artifacts import BadInput, atomic_path, digest, read_jsonl
+from grasp_bench.data import load_rows, tokenize_chat
+from grasp_bench.method import RunContext, hooks
+
+Chat = list[dict]
+
+
+def resolve_layers(spec, n_blocks: int) -> list[int]:
+    """Block indices (sorted, unique) for a layer spec: int, fraction of depth in [0, 1), or a list of them."""
+    specs = list(spec) if isinstance(spec, (list, tuple, ListConfig)) else [spec]
+    if not specs:
+        raise BadInput("empty layer list")
+    out = set()
+    for s in specs:
+        if isinstance(s, float):
+            if not 0.0 <= s < 1.0:
+                raise BadInput(f"layer {s}: a float layer is a fraction of depth in [0, 1)")
+            idx = int(s * n_blocks)
+        elif isinstance(s, int) and not isinstance(s, bool):
+            idx = s + n_blocks if s < 0 else s
+        else:
+            raise BadInput(f"layer {s!r}: expected a block index (int) or a fraction of depth (float)")
+        if not 0 <= idx < n_blocks:
+            raise BadInput(f"layer {s}: the model has {n_blocks} decoder blocks")
+        out.add(idx)
+    return sorted(out)
+
+
+def n_blocks(ctx: RunContext) -> int:
+    """The number of decoder blocks of the run's base model, from its config (no weights loaded)."""
+    from transformers import AutoConfig
+
+    from grasp_bench.models import resolve_path
+
+    model = ctx.cfg.model
+    config = AutoConfig.from_pretrained(resolve_path(model.path, ctx.cfg.paths.cache), revision=model.get("revision"))
+    return config.num_hidden_layers
+
+
+def _hidden(output) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+@contextmanager
+def capture(layers: nn.ModuleList, idxs: Sequence[int]) -> Iterator[dict[int, list[torch.Tensor]]]:
+    """Record the output of each given block on every forward pass (appended, one tensor per pass)."""
+    store: dict[int, list[torch.Tensor]] = {i: [] for i in idxs}
+
+    def recorder(i):
+        return lambda module, args, output: store[i].append(_hidden(output))
+
+    with hooks(*(lambda i=i: layers[i].register_forward_hook(recorder(i)) for i in idxs)):
+        yield store
+
+
+def user_turns(row: dict, system: str | None = None) -> Chat:
+    """The row's conversation up to the reply: its system messages replaced by `system` (when given) and a
+    trailing assistant turn dropped."""
+    msgs = [m for m in row["messages"] if system is None or m["role"] != "system"]
+    if msgs and msgs[-1]["role"] == "assistant":
+        msgs = msgs[:-1]
+    return ([{"role": "system", "content": system}] if system is not None else []) + msgs
+
+
+def greedy_responses(model: nn.Module, tokenizer, prompts: list[Chat], max_new_tokens: int,
+                     batch_size: int = 32) -> list[str]:
+    """Greedy completions of chat prompts, through the benchmark's own HF generator."""
+    from grasp_bench.generate import HFGenerator
+
+    rows = [{"id": str(i), "messages": p} for i, p in enumerate(prompts)]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "responses.jsonl"
+        HFGenerator(name="directions", batch_size=batch_size).run(
+            model, tokenizer, rows, {"temperature": 0.0, "max_new_tokens": max_new_tokens}, out, seed=0)
+        by_id = {r["id"]: r["completion"] for r in read_jsonl(out)}
+    return [by_id[str(i)] for i in range(len(rows))]
+
+
+def _batches(tokenizer, conversations: list[Chat], max_length: int, batch_size: int, device):
+    from grasp_bench.train import ChatCollator
+
+    collate = ChatCollator(tokenizer.pad_token_id)
+    examples = [tokenize_chat(tokenizer, c, max_length) for c in conversations]
+    for i in range(0, len(examples), batch_size):
+        batch = collate(examples[i:i + batch_size])
+        yield {k: v.to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def response_activations(model: nn.Module, layers: nn.ModuleList, idxs: Sequence[int], tokenizer,
+                         conversations: list[Chat], max_length: int,
+                         batch_size: int = 8) -> dict[int, list[torch.Tensor]]:
+    """Teacher-forced: per conversation and block, the block outputs (n_tokens, d) at the final assistant
+    turn's tokens (the tokens training puts its loss on, grasp_bench.data.tokenize_chat), in float32 on CPU."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: dict[int, list[torch.Tensor]] = {i: [] for i in idxs}
+    for batch in _batches(tokenizer, conversations, max_length, batch_size, device):
+        with capture(layers, idxs) as store:
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        response = batch["labels"] != -100
+        for i in idxs:
+            h = store[i][0].float()
+            out[i] += [h[j][response[j]].cpu() for j in range(len(h))]
+    model.train(was_training)
+    return out
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the block we need has run."""
+
+
+def last_token_states(model: nn.Module, layer: nn.Module, tokenizer, prompts: list[Chat], max_length: int,
+                      batch_size: int = 8) -> Iterator[torch.Tensor]:
+    """Per batch, the output of `layer` at the last prompt token (chat template + generation prompt), shape
+    (batch, d). The forward pass stops after `layer`, and the graph is kept: callers may backpropagate."""
+    device = next(model.parameters()).device
+    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    for i in range(0, len(texts), batch_size):
+        enc = [tokenizer(t, add_special_tokens=False)["input_ids"][-max_length:] for t in texts[i:i + batch_size]]
+        width = max(len(e) for e in enc)
+        ids = torch.full((len(enc), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for j, e in enumerate(enc):  # right padding: positions stay 0..n-1, the last real token is at n-1
+            ids[j, :len(e)], mask[j, :len(e)] = torch.tensor(e), 1
+        last = torch.tensor([len(e) - 1 for e in enc], device=device)
+        seen: list[torch.Tensor] = []
+
+        def stop(module, args, output, seen=seen):
+            seen.append(_hidden(output))
+            raise _Stop
+
+        handle = layer.register_forward_hook(stop)
+        try:
+            model(input_ids=ids.to(device), attention_mask=mask.to(device))
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        yield seen[0][torch.arange(len(enc), device=device), last].float()
+
+
+def file_sha256(path: str | Path) -> str:
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: file not found")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def prompt_rows(task: DictConfig, key: str, method: str) -> list[dict]:
+    """The rows of a prompt file the task names under `key` (e.g. generic_prompts)."""
+    path = task.get(key)
+    if not path:
+        raise BadInput(f"task '{task.name}' has no '{key}' (a JSONL of chat rows), which method '{method}' needs")
+    return load_rows(path)
+
+
+def cached(ctx: RunContext, kind: str, key: dict, compute: Callable[[], dict]) -> dict:
+    """`compute()` once per key for a whole runs root (`<paths.runs>/.derived/<kind>-<digest>.pt`), so the runs
+    of a sweep that share directions (strengths, seeds of eval-time methods) do not recompute them."""
+    key = OmegaConf.to_container(key, resolve=True) if isinstance(key, DictConfig) else key
+    path = Path(ctx.cfg.paths.runs).expanduser() / ".derived" / f"{kind}-{digest(key)}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if not path.exists():
+            value = compute()
+            with atomic_path(path) as tmp:
+                torch.save(value, tmp)
+    return torch.load(path)
