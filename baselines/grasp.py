@@ -113,6 +113,19 @@ def _sqrt_psd(G: Tensor) -> Tensor:
     return V * e.clamp_min(0).sqrt()
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Identification is hundreds of r×r and d×r products and a few skinny ones: on a busy CPU a second
+    thread mostly adds synchronisation (measured 30x slower with 2 threads than with 1 on a loaded
+    2-core CPU), and when idle, one thread already meets the target (bench/grasp.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def load_factors(adapter_dir: str | Path, side: str = "writers", layers: Sequence[int] | None = None,
                  layers_path: str = "model.layers", writers: Sequence[str] = WRITERS,
                  readers: Sequence[str] = READERS) -> list[Factor]:
@@ -172,28 +185,29 @@ def _orthonormalise(Y: Tensor) -> Tensor:
     return Y
 
 
-def top_eigen(C: Tensor, top: int = TOP, exact_limit: int = EXACT_LIMIT, iters: int = 3,
+def top_eigen(C: Tensor, top: int = TOP, exact_limit: int = EXACT_LIMIT, iters: int = 2, oversample: int = 20,
               seed: int = 0) -> tuple[Tensor, Tensor, float]:
     """Top eigenpairs of S = C Cᵀ from its factor C (d, n): eigenvalues (descending), eigenvectors (d, top),
     trace. Exact when min(d, n) <= exact_limit; otherwise randomized subspace iteration (Halko, Martinsson
-    and Tropp, arXiv:0909.4061) with `top + 20` vectors and a private generator (the global RNG is untouched)."""
+    and Tropp, arXiv:0909.4061) with `top + oversample` vectors and a private generator (the global RNG
+    is untouched)."""
     d, n = C.shape
     trace = float(torch.linalg.vector_norm(C, dtype=torch.float64)) ** 2
     top = min(top, d, n)
-    if n <= exact_limit:  # eigh of the small n×n Gram, then map the vectors back: U = C W / σ
+    if n <= min(d, exact_limit):  # eigh of the small n×n Gram, then map the vectors back: U = C W / σ
         evals, W = torch.linalg.eigh(C.T.double() @ C.double())
         evals, W = evals.flip(0)[:top].clamp_min(0), W.flip(1)[:, :top]
         U = (C.double() @ W) / evals.sqrt().clamp_min(1e-300)
-    elif d <= exact_limit:
+    elif d <= exact_limit:  # eigh of S itself
         evals, U = torch.linalg.eigh(C.double() @ C.T.double())
         evals, U = evals.flip(0)[:top].clamp_min(0), U.flip(1)[:, :top]
     else:
         gen = torch.Generator().manual_seed(seed)
-        Y = C @ torch.randn(n, top + 20, generator=gen)
+        Y = C @ torch.randn(n, top + oversample, generator=gen)
         for _ in range(iters):
             Y = C @ (C.T @ _orthonormalise(Y).float())
         Y = _orthonormalise(Y)
-        Z = C.T.double() @ Y  # Rayleigh-Ritz: Yᵀ S Y = Zᵀ Z
+        Z = (C.T @ Y.float()).double()  # Rayleigh-Ritz: Yᵀ S Y = Zᵀ Z
         evals, W = torch.linalg.eigh(Z.T @ Z)
         evals, U = evals.flip(0)[:top].clamp_min(0), Y @ W.flip(1)[:, :top]
     U = U * torch.where(U.gather(0, U.abs().argmax(0, keepdim=True)) < 0, -1.0, 1.0)  # sign: largest entry > 0
@@ -218,6 +232,11 @@ def identify(adapter_dir: str | Path, k: int = 1, pooling: str = "pooled", side:
     if side not in SIDES or pooling not in POOLINGS or int(k) < 1:
         raise BadInput(f"identify: side in {SIDES}, pooling in {POOLINGS}, k >= 1 (got {side}, {pooling}, {k})")
     layers = None if layers is None else [int(i) for i in layers]
+    with _one_thread():
+        return _identify(adapter_dir, int(k), pooling, side, layers, layers_path, writers, readers)
+
+
+def _identify(adapter_dir, k, pooling, side, layers, layers_path, writers, readers) -> Identification:
     factors = load_factors(adapter_dir, side, layers, layers_path, writers, readers)
     C = torch.cat([f.C for f in factors], dim=1)
     Q, spectrum = _basis(C, int(k), str(adapter_dir))
@@ -305,6 +324,7 @@ def plot_spectrum(ident: Identification, path: Path) -> None:
         ax = axes[0, 1]
         idx = sorted(ident.layer_spectra)
         ax.bar(idx, [ident.layer_spectra[i].spectral_gap for i in idx])
+        ax.set_xticks(idx)
         ax.set_xlabel("decoder layer")
         ax.set_ylabel("λ1/λ2 of the layer's S")
         ax.set_title("per-layer spectral gap", fontsize=9)

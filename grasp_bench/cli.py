@@ -86,7 +86,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     except BadInput as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    shown = [f"{k}={v:.3f} (n={metrics[k + '_n']})" for k in metrics if k.startswith("eval/") and k + "_n" in metrics]
+    shown = [f"{k}={metrics[k]:.3f} (n={metrics[k + '_n']})" for k in metrics if k.startswith("eval/") and k + "_n" in metrics]
     print(f"[grasp-bench] {run_dir(cfg)}: " + ", ".join(shown), flush=True)
 
 

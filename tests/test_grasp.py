@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-from conftest import TINY, compose_config
 from safetensors.torch import load_file
 
 from baselines.grasp import GRASP, Identification, identify, load_factors, project_columns, project_rows, top_eigen
@@ -16,6 +15,7 @@ from grasp_bench import models
 from grasp_bench.artifacts import BadInput, load_json, read_jsonl
 from grasp_bench.method import RunContext
 from grasp_bench.pipeline import ensure_reference, run, run_dir
+from tests.conftest import TINY, compose_config
 
 WRITERS, READERS = ("o_proj", "down_proj"), ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")
 
@@ -111,7 +111,8 @@ def test_randomized_decomposition_matches_the_exact_one():
     ev_r, U_r, tr_r = top_eigen(C.float(), top=20, exact_limit=0)
     assert torch.equal(torch.get_rng_state(), before)  # private generator: the global RNG is untouched
     ev_e, U_e, tr_e = top_eigen(C.float(), top=20)
-    assert ev_r[:10].tolist() == pytest.approx(ev_e[:10].tolist(), rel=1e-3)
+    assert ev_r[:4].tolist() == pytest.approx(ev_e[:4].tolist(), rel=1e-3)  # what the gap and Q rest on
+    assert ev_r.tolist() == pytest.approx(ev_e.tolist(), rel=1e-2)  # the rest of the plotted top 20
     assert subspace_cos(U_r[:, :4], U_e[:, :4]) > 0.999
     assert tr_r == pytest.approx(tr_e)
     assert torch.equal(top_eigen(C.float(), exact_limit=0)[1], U_r)  # seeded: deterministic
@@ -354,3 +355,33 @@ def test_variants_are_overrides_and_prepare_reuses_q(runs_root):
     other.prepare(ctx)  # other knobs: identified again
     assert other.ident.per_layer[1].shape == (64, 1)
     assert (d / "grasp" / "Q.safetensors").stat().st_mtime_ns != stamp
+
+
+# ---------------------------------------------------------------- the analysis command
+
+def test_analysis_steers_the_base_model_and_writes_its_report(runs_root):
+    from hydra import compose, initialize_config_dir
+
+    from grasp_bench.analyze import analyze
+    from tests.conftest import CONF
+
+    overrides = [*TINY, f"paths.runs={runs_root}", "analyze.limit=3", "analyze.coefs=[0,8]",
+                 "analyze.max_new_tokens=5", "analyze.generic_limit=2", "analyze.persona_max_new_tokens=5"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("analyze", overrides=overrides)
+        wrong = compose("analyze", overrides=[*overrides, "method=sft"])
+    result = analyze(cfg)
+    out = result.pop("out")
+    assert load_json(f"{out}/analysis.json") == json.loads(json.dumps(result))
+    assert (runs_root / "toy_rude" / "tiny" / "grasp" / "analysis" / "seed=0" / "steering.png").exists()
+    unsteered = result["steering"]["none"]
+    assert unsteered["n"] == 3 and 0.0 <= unsteered["rate"] <= 1.0
+    for direction in ("+q", "-q", "random"):
+        at_zero, at_eight = result["steering"][direction]
+        assert at_zero["changed_vs_unsteered"] == 0.0 and at_zero["rate"] == unsteered["rate"]
+        assert at_eight["changed_vs_unsteered"] > 0.0  # the residual-stream hook is live
+    energy = identify(ensure_reference(cfg) / "model").layer_energy  # default: where the adapter writes most along q
+    assert result["layers"] == [max(energy, key=energy.get)]
+    assert all(-1.0 <= c <= 1.0 for c in result["alignment"]["cos_by_layer"].values())
+    with pytest.raises(BadInput, match="method=grasp"):
+        analyze(wrong)
