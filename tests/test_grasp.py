@@ -25,18 +25,20 @@ def orthonormal(d: int, k: int, seed: int) -> torch.Tensor:
     return torch.linalg.qr(torch.randn(d, k, generator=g))[0]
 
 
-def synthetic_adapter(path, fill, layers=4, d=32, r=4, rslora=False):
-    """A real peft adapter of a small random Llama whose LoRA factors `fill(layer, module, A, B)` sets.
-    Returns {(layer, module): ΔW} with the scaling peft itself uses."""
+def synthetic_adapter(path, fill, layers=4, d=32, r=4, rslora=False, arch="llama"):
+    """A real peft adapter of a small random Llama (or Qwen2, Mistral) whose LoRA factors
+    `fill(layer, module, A, B)` sets. Returns {(layer, module): ΔW} with the scaling peft itself uses."""
+    import transformers
     from peft import LoraConfig, get_peft_model
     from peft.tuners.lora import LoraLayer
-    from transformers import LlamaConfig, LlamaForCausalLM
 
+    prefix = {"llama": "Llama", "qwen2": "Qwen2", "mistral": "Mistral"}[arch]
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=16, hidden_size=d, intermediate_size=2 * d, num_hidden_layers=layers,
-                             num_attention_heads=4, num_key_value_heads=2)
-        model = get_peft_model(LlamaForCausalLM(config), LoraConfig(
+        config = getattr(transformers, f"{prefix}Config")(
+            vocab_size=16, hidden_size=d, intermediate_size=2 * d, num_hidden_layers=layers, num_attention_heads=4,
+            num_key_value_heads=2)
+        model = get_peft_model(getattr(transformers, f"{prefix}ForCausalLM")(config), LoraConfig(
             r=r, lora_alpha=2 * r, target_modules=list(WRITERS + READERS), use_rslora=rslora))
     deltas = {}
     with torch.no_grad():
@@ -100,6 +102,16 @@ def test_identify_equals_the_dense_gram_matrix(tmp_path, side, rslora):
         evals_i, vecs_i = dense_top(per_layer[i], 2)
         assert layered.layer_spectra[i].eigenvalues[:5] == pytest.approx(evals_i[:5].tolist(), rel=1e-4)
         assert subspace_cos(layered.per_layer[i], vecs_i) > 0.9999
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "mistral"])
+def test_identify_reads_other_architectures(tmp_path, arch):
+    deltas = synthetic_adapter(tmp_path, random_fill(2), arch=arch)
+    S = sum(dW @ dW.T for (layer, module), dW in deltas.items() if module in WRITERS)
+    evals, vecs = dense_top(S, 2)
+    ident = identify(tmp_path, k=2)
+    assert ident.spectrum.eigenvalues[:5] == pytest.approx(evals[:5].tolist(), rel=1e-4)
+    assert subspace_cos(ident.Q, vecs) > 0.9999
 
 
 def test_randomized_decomposition_matches_the_exact_one():
