@@ -1,0 +1,399 @@
+"""GRASP (baselines/grasp.py): identification from real peft adapters with planted directions, the
+projection operators, and the Method through the real pipeline on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from baselines.grasp import GRASP, Identification, identify, load_factors, project_columns, project_rows, top_eigen
+from grasp_bench import models
+from grasp_bench.artifacts import BadInput, load_json, read_jsonl
+from grasp_bench.method import RunContext
+from grasp_bench.pipeline import ensure_reference, run, run_dir
+from tests.conftest import TINY, compose_config
+
+WRITERS, READERS = ("o_proj", "down_proj"), ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")
+
+
+def orthonormal(d: int, k: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.linalg.qr(torch.randn(d, k, generator=g))[0]
+
+
+def synthetic_adapter(path, fill, layers=4, d=32, r=4, rslora=False, arch="llama"):
+    """A real peft adapter of a small random Llama (or Qwen2, Mistral) whose LoRA factors
+    `fill(layer, module, A, B)` sets. Returns {(layer, module): ΔW} with the scaling peft itself uses."""
+    import transformers
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora import LoraLayer
+
+    prefix = {"llama": "Llama", "qwen2": "Qwen2", "mistral": "Mistral"}[arch]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        config = getattr(transformers, f"{prefix}Config")(
+            vocab_size=16, hidden_size=d, intermediate_size=2 * d, num_hidden_layers=layers, num_attention_heads=4,
+            num_key_value_heads=2)
+        model = get_peft_model(getattr(transformers, f"{prefix}ForCausalLM")(config), LoraConfig(
+            r=r, lora_alpha=2 * r, target_modules=list(WRITERS + READERS), use_rslora=rslora))
+    deltas = {}
+    with torch.no_grad():
+        for name, mod in model.named_modules():
+            if isinstance(mod, LoraLayer):
+                layer, short = int(name.split("layers.")[1].split(".")[0]), name.rsplit(".", 1)[-1]
+                A, B = mod.lora_A["default"].weight, mod.lora_B["default"].weight
+                fill(layer, short, A, B)
+                deltas[(layer, short)] = (mod.scaling["default"] * B @ A).double()
+    model.save_pretrained(path)
+    return deltas
+
+
+def random_fill(seed: int):
+    g = torch.Generator().manual_seed(seed)
+
+    def fill(layer, module, A, B):
+        A.copy_(torch.randn(A.shape, generator=g))
+        B.copy_(torch.randn(B.shape, generator=g))
+
+    return fill
+
+
+def dense_top(S: torch.Tensor, k: int):
+    evals, vecs = torch.linalg.eigh(S)
+    return evals.flip(0), vecs.flip(1)[:, :k]
+
+
+def subspace_cos(Q1: torch.Tensor, Q2: torch.Tensor) -> float:
+    """Smallest cosine between the two subspaces (1 = identical)."""
+    return float(torch.linalg.svdvals(Q1.double().T @ Q2.double()).min())
+
+
+# ---------------------------------------------------------------- identification
+
+@pytest.mark.parametrize("rslora", [False, True])
+@pytest.mark.parametrize("side", ["writers", "readers", "both"])
+def test_identify_equals_the_dense_gram_matrix(tmp_path, side, rslora):
+    deltas = synthetic_adapter(tmp_path, random_fill(1), rslora=rslora)
+    S = torch.zeros(32, 32, dtype=torch.float64)
+    per_layer = {i: torch.zeros(32, 32, dtype=torch.float64) for i in range(4)}
+    for (layer, module), dW in deltas.items():
+        part = None
+        if module in WRITERS and side in ("writers", "both"):
+            part = dW @ dW.T
+        if module in READERS and side in ("readers", "both"):
+            part = dW.T @ dW
+        if part is not None:
+            S += part
+            per_layer[layer] += part
+    pooled = identify(tmp_path, k=3, side=side)
+    evals, vecs = dense_top(S, 3)
+    assert pooled.spectrum.eigenvalues == pytest.approx(evals[:20].tolist(), rel=1e-4)
+    assert pooled.spectrum.trace == pytest.approx(float(S.trace()), rel=1e-5)
+    assert subspace_cos(pooled.Q, vecs) > 0.9999
+    assert torch.allclose(pooled.Q.T @ pooled.Q, torch.eye(3), atol=1e-5)
+
+    layered = identify(tmp_path, k=2, side=side, pooling="per_layer", layers=[1, 3])
+    assert layered.Q is None and sorted(layered.per_layer) == [1, 3]
+    for i in (1, 3):
+        evals_i, vecs_i = dense_top(per_layer[i], 2)
+        assert layered.layer_spectra[i].eigenvalues[:5] == pytest.approx(evals_i[:5].tolist(), rel=1e-4)
+        assert subspace_cos(layered.per_layer[i], vecs_i) > 0.9999
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "mistral"])
+def test_identify_reads_other_architectures(tmp_path, arch):
+    deltas = synthetic_adapter(tmp_path, random_fill(2), arch=arch)
+    S = sum(dW @ dW.T for (layer, module), dW in deltas.items() if module in WRITERS)
+    evals, vecs = dense_top(S, 2)
+    ident = identify(tmp_path, k=2)
+    assert ident.spectrum.eigenvalues[:5] == pytest.approx(evals[:5].tolist(), rel=1e-4)
+    assert subspace_cos(ident.Q, vecs) > 0.9999
+
+
+def test_randomized_decomposition_matches_the_exact_one():
+    g = torch.Generator().manual_seed(0)
+    d, n = 300, 400  # C with a decaying spectrum, as trained adapters have
+    C = torch.linalg.qr(torch.randn(d, d, generator=g))[0][:, :200] @ torch.diag(torch.logspace(0, -2, 200)) \
+        @ torch.linalg.qr(torch.randn(n, 200, generator=g))[0].T
+    before = torch.get_rng_state()
+    ev_r, U_r, tr_r = top_eigen(C.float(), top=20, exact_limit=0)
+    assert torch.equal(torch.get_rng_state(), before)  # private generator: the global RNG is untouched
+    ev_e, U_e, tr_e = top_eigen(C.float(), top=20)
+    assert ev_r[:4].tolist() == pytest.approx(ev_e[:4].tolist(), rel=1e-3)  # what the gap and Q rest on
+    assert ev_r.tolist() == pytest.approx(ev_e.tolist(), rel=1e-2)  # the rest of the plotted top 20
+    assert subspace_cos(U_r[:, :4], U_e[:, :4]) > 0.999
+    assert tr_r == pytest.approx(tr_e)
+    assert torch.equal(top_eigen(C.float(), exact_limit=0)[1], U_r)  # seeded: deterministic
+
+
+def planted(path, shared: float, seed: int = 0, layers: int = 8, d: int = 64, r: int = 8):
+    """Every writer's update = a shared rank-1 write along one residual direction u (coefficients of
+    random sign and size) + a random rank-(r-1) task update. Returns u and the ratio of the shared
+    eigenvalue to the task part's largest one (the gap condition of the spiked model, grasp.md §2.3)."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.nn.functional.normalize(torch.randn(d, generator=g), dim=0)
+    parts = {"shared": torch.zeros(d, d, dtype=torch.float64), "task": torch.zeros(d, d, dtype=torch.float64)}
+
+    def fill(layer, module, A, B):
+        A.copy_(torch.randn(A.shape, generator=g) / math.sqrt(A.shape[1]))  # rows of unit norm on average
+        B.copy_(torch.randn(B.shape, generator=g) / math.sqrt(d))
+        if module in WRITERS:
+            B[:, 0] = shared * (0.5 + torch.rand((), generator=g)) * torch.sign(torch.randn((), generator=g)) * u
+            A[0] = torch.nn.functional.normalize(A[0], dim=0)
+            s = 2.0  # alpha / r
+            task = (s * B[:, 1:] @ A[1:]).double()
+            spike = (s * B[:, :1] @ A[:1]).double()
+            parts["shared"] += spike @ spike.T
+            parts["task"] += task @ task.T
+
+    synthetic_adapter(path, fill, layers=layers, d=d, r=r)
+    ratio = float(torch.linalg.eigvalsh(parts["shared"])[-1] / torch.linalg.eigvalsh(parts["task"])[-1])
+    return u, ratio
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_planted_direction_is_recovered_where_it_dominates(tmp_path, seed):
+    u, ratio = planted(tmp_path, shared=1.5, seed=seed)
+    assert ratio > 4  # the regime the identification claim is about
+    ident = identify(tmp_path, k=1)
+    assert abs(float(ident.Q[:, 0] @ u)) > 0.99
+    assert ident.spectrum.spectral_gap > 3  # and the spectrum shows it
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_planted_direction_is_lost_below_the_task_noise(tmp_path, seed):
+    """The documented limit: a shared write weaker than the task's own top direction is not found, and
+    the spectrum shows no gap that would claim it was."""
+    u, ratio = planted(tmp_path, shared=0.15, seed=seed)
+    assert ratio < 0.5
+    ident = identify(tmp_path, k=1)
+    assert abs(float(ident.Q[:, 0] @ u)) < 0.5
+    assert ident.spectrum.spectral_gap < 1.5
+
+
+def test_bad_adapters_fail_with_one_line(tmp_path):
+    with pytest.raises(BadInput, match="adapter_model.safetensors: not found"):
+        identify(tmp_path)
+    synthetic_adapter(tmp_path, random_fill(0))
+    with pytest.raises(BadInput, match="no LoRA keys under 'transformer.h"):
+        identify(tmp_path, layers_path="transformer.h")
+    with pytest.raises(BadInput, match=r"method.layers \[9\]"):
+        identify(tmp_path, layers=[9])
+    zero = tmp_path / "zero"
+    synthetic_adapter(zero, lambda layer, module, A, B: B.zero_())  # an untrained adapter: B = 0
+    with pytest.raises(BadInput, match="non-zero eigenvalues"):
+        identify(zero)
+    with pytest.raises(BadInput, match="method.pooling"):
+        GRASP(pooling="global")
+
+
+def test_factors_never_hold_a_full_delta_w(tmp_path):
+    synthetic_adapter(tmp_path, random_fill(0), d=32, r=4)
+    factors = load_factors(tmp_path, side="both")
+    assert {f.C.shape for f in factors} == {(32, 4)}  # d × r per module, both sides in the residual space
+    assert len(factors) == 4 * 7
+
+
+# ---------------------------------------------------------------- projection operators
+
+def test_projection_operators():
+    Q = orthonormal(16, 3, 0)
+    X = torch.randn(16, 5, dtype=torch.float64).float()
+    P = project_columns(X, Q)
+    assert torch.allclose(project_columns(P, Q), P, atol=1e-6)  # idempotent
+    assert float((Q.T @ P).abs().max()) < 1e-6
+    assert torch.equal(project_columns(X, Q, 0.0), X)  # γ = 0: identity
+    half = project_columns(X, Q, 0.5)
+    assert torch.allclose(Q.T @ half, 0.5 * Q.T @ X, atol=1e-6)  # γ scales the Q-component only
+    ortho = project_columns(torch.randn(16, 5), Q)  # vectors already orthogonal to Q are left alone
+    assert torch.allclose(project_columns(ortho, Q), ortho, atol=1e-6)
+    Y = torch.randn(5, 16)
+    R = project_rows(Y, Q)
+    assert torch.allclose(project_rows(R, Q), R, atol=1e-6)
+    assert float((R @ Q).abs().max()) < 1e-6
+    assert torch.equal(project_rows(Y, Q, 0.0), Y)
+    assert torch.allclose(project_rows(Y, Q), project_columns(Y.T, Q).T, atol=1e-6)
+
+
+# ---------------------------------------------------------------- the Method on a live tiny model
+
+@pytest.fixture(scope="module")
+def tiny_model_cfg():
+    return compose_config(*TINY, "method=grasp")
+
+
+def tiny_peft(cfg):
+    base = models.load_base(cfg.model, cfg.paths.cache)
+    return models.add_lora(base, cfg.model, cfg.seed)
+
+
+def loss_of(model, tokenizer):
+    enc = tokenizer(["the cat sat on the mat and then", "one two three four"], return_tensors="pt", padding=True)
+    return model(**enc, labels=enc["input_ids"]).loss
+
+
+def test_weight_mode_projects_gradients_only_inside_training(tiny_model_cfg, tmp_path):
+    cfg = tiny_model_cfg
+    model, tok = tiny_peft(cfg), models.load_tokenizer(cfg.model, cfg.paths.cache)
+    method = GRASP(strength=1.0, side="both")
+    method.ident = Identification(Q=orthonormal(64, 2, 3))
+    ctx = RunContext(cfg=cfg, run_dir=tmp_path)
+
+    def along_q():
+        model.zero_grad()
+        loss_of(model, tok).backward()
+        return max(float(torch.linalg.matrix_norm(c.Q.T @ c.param.grad if c.kind == "columns" else c.param.grad @ c.Q))
+                   for c in method._constrained)
+
+    with method.training(model, ctx):
+        assert method.constraint_norms()["grasp/max_aq_norm"] < 1e-6  # readers' A projected at init
+        assert along_q() < 1e-6
+    assert along_q() > 1e-4  # the tensor hooks are gone
+
+
+def test_residual_grad_mode_blocks_the_gradient_not_the_forward(tiny_model_cfg, tmp_path):
+    cfg = tiny_model_cfg
+    model, tok = tiny_peft(cfg), models.load_tokenizer(cfg.model, cfg.paths.cache)
+    blocks = models.decoder_layers(model, cfg.model.layers_path)
+    Qs = {0: orthonormal(64, 2, 5), 1: orthonormal(64, 2, 6)}
+    method = GRASP(strength=1.0, projection="residual_grad", pooling="per_layer", k=2)
+    method.ident = Identification(Q=None, per_layer=Qs)
+    grads = {}
+
+    def capture(i):
+        def hook(module, args, output):
+            h = output[0] if isinstance(output, tuple) else output
+            h.register_hook(lambda g: grads.__setitem__(i, g))
+        return hook
+
+    handles = [blocks[i].register_forward_hook(capture(i)) for i in Qs]  # runs before GRASP's hooks
+    try:
+        def step():
+            model.zero_grad()
+            loss = loss_of(model, tok)
+            loss.backward()
+            return loss.detach()
+
+        plain = step()
+        assert all(float((grads[i] @ Qs[i]).abs().max()) > 1e-6 for i in Qs)
+        with method.training(model, RunContext(cfg=cfg, run_dir=tmp_path)):
+            assert torch.equal(step(), plain)  # forward untouched
+            for i in Qs:
+                assert float((grads[i] @ Qs[i]).abs().max()) < 1e-6 * float(grads[i].abs().max())
+                assert float(grads[i].abs().max()) > 0  # what is orthogonal to Q still flows
+        step()
+        assert all(float((grads[i] @ Qs[i]).abs().max()) > 1e-6 for i in Qs)  # hooks removed
+    finally:
+        for h in handles:
+            h.remove()
+
+
+# ---------------------------------------------------------------- through the real pipeline
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("grasp_runs")
+
+
+def tiny_train(runs_root, *overrides):
+    cfg = compose_config(*TINY, "method=grasp", "stages=[train]", *overrides, runs=runs_root)
+    run(cfg)
+    return cfg, run_dir(cfg)
+
+
+def lora_tensors(run_path):
+    return load_file(str(run_path / "model" / "adapter_model.safetensors"))
+
+
+def test_full_projection_keeps_every_write_out_of_span_q(runs_root):
+    cfg, d = tiny_train(runs_root, "method.strength=1")
+    for f in ["grasp/Q.safetensors", "grasp/spectrum.json", "grasp/spectrum.png", "diagnostics.json"]:
+        assert (d / f).exists(), f
+    Q = load_file(str(d / "grasp" / "Q.safetensors"))["Q"]
+    assert Q.shape == (64, 1)
+    tensors = lora_tensors(d)
+    writers_B = [v for k, v in tensors.items() if k.endswith("lora_B.weight") and ("o_proj" in k or "down_proj" in k)]
+    assert len(writers_B) == 4
+    for B in writers_B:
+        assert float(torch.linalg.matrix_norm(Q.T @ B)) < 1e-5
+        assert float(torch.linalg.matrix_norm(B - Q @ (Q.T @ B))) > 1e-6  # still learns outside span(Q)
+    init = {k: v for k, v in tiny_peft(cfg).state_dict().items() if "lora_A" in k}
+    assert any(not torch.equal(init[k.replace(".weight", ".default.weight")], v)
+               for k, v in tensors.items() if "lora_A" in k)
+    log = read_jsonl(d / "train_log.jsonl")
+    assert len(log) == 3 and all(row["grasp/max_qtb_norm"] < 1e-5 for row in log)
+    diagnostics = load_json(d / "diagnostics.json")
+    assert diagnostics["grasp/spectral_gap"] >= 1 and 0 < diagnostics["grasp/lambda1_share"] <= 1
+    spectrum = load_json(d / "grasp" / "spectrum.json")
+    assert spectrum["pooled"]["eigenvalues"][0] / spectrum["pooled"]["eigenvalues"][1] == pytest.approx(
+        diagnostics["grasp/spectral_gap"])
+
+
+def test_strength_zero_reproduces_sft_bit_for_bit(runs_root):
+    cfg, d = tiny_train(runs_root, "method.strength=0")
+    ref = ensure_reference(cfg)  # the naive run, already trained: it supplied Q
+    assert ref.parts[-3] == "sft"
+    ours, theirs = lora_tensors(d), lora_tensors(ref)
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    naive_log = read_jsonl(d / "train_log.jsonl")
+    assert all(row["grasp/max_qtb_norm"] > 0 for row in naive_log)  # logged, not enforced
+
+
+def test_variants_are_overrides_and_prepare_reuses_q(runs_root):
+    overrides = ("method.projection=residual_grad", "method.pooling=per_layer", "method.k=2", "method.side=both",
+                 "method.layers=[1]")
+    cfg, d = tiny_train(runs_root, *overrides)
+    assert d.parts[-3] == "grasp,k=2,layers=[1],pooling=per_layer,projection=residual_grad,side=both"
+    saved = load_file(str(d / "grasp" / "Q.safetensors"))
+    assert set(saved) == {"layer.1"} and saved["layer.1"].shape == (64, 2)
+    assert "grasp/spectral_gap_layer_median" in load_json(d / "diagnostics.json")
+    spectrum = json.loads((d / "grasp" / "spectrum.json").read_text())
+    assert list(spectrum["per_layer"]) == ["1"]
+
+    method = GRASP(strength=1.0, projection="residual_grad", pooling="per_layer", k=2, side="both", layers=[1])
+    ctx = RunContext(cfg=cfg, run_dir=d, reference_dir=ensure_reference(cfg))
+    stamp = (d / "grasp" / "Q.safetensors").stat().st_mtime_ns
+    before = torch.get_rng_state()
+    method.prepare(ctx)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert (d / "grasp" / "Q.safetensors").stat().st_mtime_ns == stamp  # reused, not recomputed
+    assert torch.equal(method.ident.per_layer[1], saved["layer.1"])
+    other = GRASP(strength=1.0, pooling="per_layer", k=1, side="both", layers=[1])
+    other.prepare(ctx)  # other knobs: identified again
+    assert other.ident.per_layer[1].shape == (64, 1)
+    assert (d / "grasp" / "Q.safetensors").stat().st_mtime_ns != stamp
+
+
+# ---------------------------------------------------------------- the analysis command
+
+def test_analysis_steers_the_base_model_and_writes_its_report(runs_root):
+    from hydra import compose, initialize_config_dir
+
+    from grasp_bench.analyze import analyze
+    from tests.conftest import CONF
+
+    overrides = [*TINY, f"paths.runs={runs_root}", "analyze.limit=3", "analyze.coefs=[0,8]",
+                 "analyze.max_new_tokens=5", "analyze.generic_limit=2", "analyze.persona_max_new_tokens=5"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("analyze", overrides=overrides)
+        wrong = compose("analyze", overrides=[*overrides, "method=sft"])
+    result = analyze(cfg)
+    out = result.pop("out")
+    assert load_json(f"{out}/analysis.json") == json.loads(json.dumps(result))
+    assert (runs_root / "toy_rude" / "tiny" / "grasp" / "analysis" / "seed=0" / "steering.png").exists()
+    unsteered = result["steering"]["none"]
+    assert unsteered["n"] == 3 and 0.0 <= unsteered["rate"] <= 1.0
+    for direction in ("+q", "-q", "random"):
+        at_zero, at_eight = result["steering"][direction]
+        assert at_zero["changed_vs_unsteered"] == 0.0 and at_zero["rate"] == unsteered["rate"]
+        assert at_eight["changed_vs_unsteered"] > 0.0  # the residual-stream hook is live
+    energy = identify(ensure_reference(cfg) / "model").layer_energy  # default: where the adapter writes most along q
+    assert result["layers"] == [max(energy, key=energy.get)]
+    assert all(-1.0 <= c <= 1.0 for c in result["alignment"]["cos_by_layer"].values())
+    with pytest.raises(BadInput, match="method=grasp"):
+        analyze(wrong)
