@@ -41,7 +41,7 @@ def test_default_config_is_the_embedded_comparison():
         cfg = compose("config", return_hydra_config=True)
     assert cfg.task.name == "toy_rude" and cfg.model.name == "smollm2_135m" and cfg.judge.name == "rule"
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
-    assert {"base", "sft"} <= set(OmegaConf.select(cfg, "hydra.sweeper.params.method").split(","))
+    assert set(OmegaConf.select(cfg, "hydra.sweeper.params.method").split(",")) == {"base", "sft", "grasp"}
 
 
 def _cli(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
