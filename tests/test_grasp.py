@@ -310,7 +310,7 @@ def lora_tensors(run_path):
 
 
 def test_full_projection_keeps_every_write_out_of_span_q(runs_root):
-    cfg, d = tiny_train(runs_root, "method.strength=1")
+    cfg, d = tiny_train(runs_root, "method.strength=1", "method.projection=weights", "method.pooling=pooled")
     for f in ["grasp/Q.safetensors", "grasp/spectrum.json", "grasp/spectrum.png", "diagnostics.json"]:
         assert (d / f).exists(), f
     Q = load_file(str(d / "grasp" / "Q.safetensors"))["Q"]
@@ -348,7 +348,7 @@ def test_variants_are_overrides_and_prepare_reuses_q(runs_root):
     overrides = ("method.projection=residual_grad", "method.pooling=per_layer", "method.k=2", "method.side=both",
                  "method.layers=[1]")
     cfg, d = tiny_train(runs_root, *overrides)
-    assert d.parts[-3] == "grasp,k=2,layers=[1],pooling=per_layer,projection=residual_grad,side=both"
+    assert d.parts[-3] == "grasp,k=2,layers=[1],side=both"  # per_layer and residual_grad are the defaults
     saved = load_file(str(d / "grasp" / "Q.safetensors"))
     assert set(saved) == {"layer.1"} and saved["layer.1"].shape == (64, 2)
     assert "grasp/spectral_gap_layer_median" in load_json(d / "diagnostics.json")
@@ -380,12 +380,12 @@ def test_analysis_steers_the_base_model_and_writes_its_report(runs_root):
     overrides = [*TINY, f"paths.runs={runs_root}", "analyze.limit=3", "analyze.coefs=[0,8]",
                  "analyze.max_new_tokens=5", "analyze.generic_limit=2", "analyze.persona_max_new_tokens=5"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("analyze", overrides=overrides)
+        cfg = compose("analyze", overrides=[*overrides, "method.pooling=pooled"])  # steer along the one pooled q
         wrong = compose("analyze", overrides=[*overrides, "method=sft"])
     result = analyze(cfg)
     out = result.pop("out")
     assert load_json(f"{out}/analysis.json") == json.loads(json.dumps(result))
-    assert (runs_root / "toy_rude" / "tiny" / "grasp" / "analysis" / "seed=0" / "steering.png").exists()
+    assert (runs_root / "toy_rude" / "tiny" / "grasp,pooling=pooled" / "analysis" / "seed=0" / "steering.png").exists()
     unsteered = result["steering"]["none"]
     assert unsteered["n"] == 3 and 0.0 <= unsteered["rate"] <= 1.0
     for direction in ("+q", "-q", "random"):
