@@ -216,6 +216,8 @@ class OpenAIJudge(LLMJudge):
                  concurrency: int = 32, timeout_s: float = 60.0, max_attempts: int = 6, backoff_s: float = 1.0,
                  max_backoff_s: float = 30.0, cache_dir: str | Path = "~/.cache/grasp-bench/judge_cache"):
         super().__init__(name, model, cache_dir)
+        if not str(base_url).startswith(("http://", "https://")):
+            raise BadInput(f"judge.base_url '{base_url}': expected an http(s):// URL of an OpenAI-compatible endpoint")
         self.base_url, self.api_key_env = base_url, api_key_env
         self.concurrency, self.timeout_s = int(concurrency), float(timeout_s)
         self.max_attempts = int(max_attempts)

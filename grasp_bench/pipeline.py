@@ -80,6 +80,19 @@ def slices(cfg: DictConfig) -> dict[str, dict]:
     return {"train": train, "generate": generate, "judge": judge, "metrics": metrics}
 
 
+def instantiate(node: DictConfig):
+    """hydra.utils.instantiate, letting a BadInput raised by the target through unwrapped (one line, exit 2)."""
+    try:
+        return hydra.utils.instantiate(node, _convert_="all")
+    except Exception as e:  # noqa: BLE001 - Hydra wraps whatever the target raised
+        cause = e
+        while cause.__cause__ is not None and not isinstance(cause, BadInput):
+            cause = cause.__cause__
+        if isinstance(cause, BadInput):
+            raise cause from None
+        raise
+
+
 def _free(*objs) -> None:
     del objs
     gc.collect()
@@ -90,11 +103,13 @@ def _free(*objs) -> None:
 class Run:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
-        self.method: Method = hydra.utils.instantiate(cfg.method, _convert_="all")
+        self.method: Method = instantiate(cfg.method)
         self.dir = run_dir(cfg)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.cache = Path(cfg.paths.cache).expanduser()
         self._tokenizer = None
+        # built first, so that a bad generator or judge config fails before any training (both are cheap to make)
+        self.generator, self.judge = instantiate(cfg.generator), instantiate(cfg.judge)
 
     @property
     def tokenizer(self):
@@ -158,8 +173,7 @@ class Run:
         _free(model, base)
 
     def generate_stage(self) -> None:
-        gen_cfg = self.cfg.generator
-        generator = hydra.utils.instantiate(gen_cfg)
+        generator = self.generator
         if self.method.intervenes_at_eval and not getattr(generator, "runs_hooks", False):
             raise BadInput(f"method '{self.method.name}' applies hooks at generation time, which generator "
                            f"'{generator.name}' cannot run; use generator=hf")
@@ -179,7 +193,7 @@ class Run:
         _free(model)
 
     def judge_stage(self) -> Path:
-        judge = hydra.utils.instantiate(self.cfg.judge)
+        judge = self.judge
         out = self.dir / "judgments" / f"{judge.name}.jsonl"
         stage = self.stage("judge", out, slices(self.cfg)["judge"])
         if not stage.is_done():
