@@ -49,7 +49,7 @@ class VLLMGenerator:
         prompts = [render_prompt(tokenizer, r["messages"]) for r in rows]
         jobs = [{"row": plain(r), "seed": seed * 100_003 + i,  # per row: a resumed run samples the same
                  "prompt_ids": tokenizer(prompt, add_special_tokens=False)["input_ids"]}
-                for i, (r, prompt) in enumerate(zip(rows, prompts))]
+                for i, (r, prompt) in enumerate(zip(rows, prompts, strict=True))]
         engine = dict(self.engine)
         if engine["max_model_len"] is None:  # just what the longest prompt needs: a small KV cache
             engine["max_model_len"] = max(len(j["prompt_ids"]) for j in jobs) + int(sampling["max_new_tokens"])
