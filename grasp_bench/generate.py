@@ -3,11 +3,19 @@
 `HFGenerator` runs transformers `generate` on the in-process model, so eval-time Method hooks apply.
 Rows are processed in fixed batches (sorted by prompt length to limit padding); each finished batch is
 appended to `generations.jsonl.partial`, so a killed run resumes after its last finished batch.
+
+A generator with `runs_hooks = False` runs out of process (`VLLMGenerator` in grasp_bench.vllm_generate):
+its `run` gets `WeightPaths` instead of a model, and the pipeline never loads the weights itself.
+
+Sampling is the task's `sampling` block and nothing else: temperature (0 = greedy), top_p, max_new_tokens,
+samples. No top-k cut and no repetition penalty, whatever the model's generation_config.json says, so that
+every generator samples from the same distribution.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,6 +23,16 @@ from tqdm.auto import tqdm
 
 from grasp_bench.artifacts import PartialJsonl
 from grasp_bench.data import plain, render_prompt
+
+
+@dataclass(frozen=True)
+class WeightPaths:
+    """What an out-of-process generator loads: a model (hub id or directory), maybe a LoRA adapter on it."""
+
+    model: str
+    revision: str | None = None
+    adapter: str | None = None  # a peft adapter directory, served on top of `model`
+    dtype: str = "float32"
 
 
 class HFGenerator:
@@ -42,10 +60,13 @@ class HFGenerator:
             enc = tokenizer([prompts[r["id"]] for r, _ in batch], return_tensors="pt", padding=True,
                             add_special_tokens=False).to(device)
             torch.manual_seed(seed * 100_003 + b)  # per batch, so a resumed run samples the same
+            # top_k=0 and repetition_penalty=1: transformers would otherwise fill them from its defaults
+            # (top-50) or the model's generation_config; the task's sampling block is the whole rule
             kwargs = dict(do_sample=False) if greedy else dict(
-                do_sample=True, temperature=float(sampling["temperature"]), top_p=float(sampling.get("top_p", 1.0)))
+                do_sample=True, temperature=float(sampling["temperature"]), top_p=float(sampling.get("top_p", 1.0)),
+                top_k=0)
             out_ids = model.generate(**enc, max_new_tokens=int(sampling["max_new_tokens"]),
-                                     pad_token_id=tokenizer.pad_token_id, **kwargs)
+                                     pad_token_id=tokenizer.pad_token_id, repetition_penalty=1.0, **kwargs)
             texts = tokenizer.batch_decode(out_ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             sink.append(
                 {**plain(r), "sample": s, "completion": text, "generator": self.name, "seed": seed}

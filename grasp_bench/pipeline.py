@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import sys
 from copy import deepcopy
+from dataclasses import replace
 from pathlib import Path
 
 import hydra.utils
@@ -33,6 +34,7 @@ from grasp_bench.artifacts import (
     write_text,
 )
 from grasp_bench.data import build_task_files, load_eval, load_train
+from grasp_bench.generate import WeightPaths
 from grasp_bench.method import Method, RunContext, method_knobs
 from grasp_bench.tracking import make_logger
 
@@ -132,15 +134,23 @@ class Run:
         with torch.random.fork_rng():  # a method's set-up must not shift data order or LoRA init
             self.method.prepare(ctx)
 
-    def weights(self) -> torch.nn.Module:
-        """The model a run evaluates: base, base + adapter, or its own full weights."""
+    def weight_paths(self) -> WeightPaths:
+        """Where the model a run evaluates lives: base, base + adapter, or its own full weights."""
+        base = WeightPaths(models.resolve_path(self.cfg.model.path, self.cache), self.cfg.model.get("revision"),
+                           dtype=self.cfg.model.dtype)
         if self.method.starts_from == "untrained":
-            return models.load_base(self.cfg.model, self.cache, self.device)
+            return base
         weights = self.dir / "model"
         if (weights / "adapter_config.json").exists():
-            return models.load_adapter(models.load_base(self.cfg.model, self.cache, self.device), weights)
-        return models.load_base(OmegaConf.merge(self.cfg.model, {"path": str(weights), "revision": None}),
-                                self.cache, self.device)
+            return replace(base, adapter=str(weights))
+        return replace(base, model=str(weights), revision=None)
+
+    def weights(self) -> torch.nn.Module:
+        """The model a run evaluates, loaded in this process."""
+        paths = self.weight_paths()
+        model = models.load_base(OmegaConf.merge(self.cfg.model, {"path": paths.model, "revision": paths.revision}),
+                                 self.cache, self.device)
+        return models.load_adapter(model, paths.adapter) if paths.adapter else model
 
     def train_stage(self, logger) -> None:
         if self.method.starts_from == "untrained":
@@ -182,6 +192,10 @@ class Run:
         if stage.is_done():
             return
         rows = [r for split in load_eval(self.cfg.task).values() for r in split]
+        if not getattr(generator, "runs_hooks", False):  # out of process: it loads the weights from their paths
+            generator.run(self.weight_paths(), self.tokenizer, rows, self.cfg.task.sampling, out, self.cfg.seed)
+            stage.mark_done(rows=len(rows))
+            return
         model = self.weights()
         ctx = RunContext(cfg=self.cfg, run_dir=self.dir, tokenizer=self.tokenizer)
         if self.method.intervenes_at_eval:
