@@ -33,6 +33,8 @@ READS_REFERENCE = f"method._target_={__name__}.ReadsReference method.name=reads_
 CASES = [
     "method=sft",
     READS_REFERENCE,
+    "method=grasp method.strength=1",  # residual-gradient hooks under DDP
+    "method=grasp method.strength=1 method.projection=weights method.pooling=pooled",  # parameter re-projection
 ]
 
 

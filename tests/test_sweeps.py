@@ -77,7 +77,6 @@ def test_failed_job_keeps_the_others_and_a_rerun_resumes(tmp_path):
     assert load_json(seed1 / "metrics" / "rule.json")["seed"] == 1
 
 
-@pytest.mark.slow  # three interpreters import torch: ~1 min on 2 busy cores
 def test_joblib_launcher_runs_jobs_in_two_workers(tmp_path):
     runs = tmp_path / "runs"
     done = grasp_bench("-m", *SWEEP_TINY, "method=base", "seed=0,1", "hydra/launcher=joblib",
