@@ -11,11 +11,13 @@ reference is trained on demand, like any run's).
 1. Causal check: generate with the *base* model on the task's `analyze.split` (default: unrelated) while
    adding c·v to the residual stream at the output of the chosen decoder blocks, and score with the task's
    scorer (default: factor) through the configured judge. v is +q, −q (q = the first column of Q, of each
-   layer's own Q with pooling=per_layer) or a random unit vector (the control). c is in units of the median
-   residual-stream norm at that layer on the same prompts, so one scale fits every model. Q's sign from
+   layer's own Q with pooling=per_layer) or a random unit vector (the control). c is in units of
+   median‖h‖/√d at that layer on the same prompts (the typical size of the residual stream's component
+   along one direction), so one scale fits models of any width. Q's sign from
    identification is arbitrary: q is oriented so that +q has the higher summed factor rate over the c grid
    (supervised, for reading the plot only; `flipped` in the JSON says whether it was flipped).
-   Default layers: the one block into which the adapter writes most along q (`layer_energy_q1`).
+   Default layers: the `analyze.top_layers` blocks into which the adapter writes most along q
+   (`layer_energy_q1`; on the toy organism one block alone barely moves the model).
 2. Alignment: the cosine of q with a persona direction v_L = mean response-token activation at the output
    of block L under `analyze.trait_system` minus under `analyze.helpful_system`, on the task's
    generic_prompts (responses generated greedily by the base model). A low cosine does not mean that
@@ -76,13 +78,13 @@ def block_outputs(model, tokenizer, texts: list[str], batch_size: int = 8):
             yield torch.stack([h[b][keep] for h in hidden]).float(), int(keep.sum())
 
 
-def residual_norms(model, tokenizer, rows: list[dict], layers: list[int]) -> dict[int, float]:
-    """The median token norm of the residual stream at each block's output, over the prompts."""
+def residual_unit(model, tokenizer, rows: list[dict], layers: list[int]) -> dict[int, float]:
+    """median token ‖h‖ / √d of the residual stream at each block's output, over the prompts."""
     norms = []
     for h, _ in block_outputs(model, tokenizer, [render_prompt(tokenizer, r["messages"]) for r in rows]):
         norms.append(h[layers].norm(dim=-1))  # (len(layers), T)
-    allnorms = torch.cat(norms, dim=1)
-    return {layer: float(allnorms[i].median()) for i, layer in enumerate(layers)}
+    allnorms, d = torch.cat(norms, dim=1), h.shape[-1]
+    return {layer: float(allnorms[i].median()) / d ** 0.5 for i, layer in enumerate(layers)}
 
 
 def factor_rate(model, tokenizer, rows, cfg, a_cfg, judge, scorer_spec, work: Path, tag: str) -> tuple[dict, list[str]]:
@@ -147,7 +149,7 @@ def plot(result: dict, path: Path) -> None:
         xs, ys = [p["c"] for p in points], [p["rate"] for p in points]
         err = [[p["rate"] - p["ci_low"] for p in points], [p["ci_high"] - p["rate"] for p in points]]
         ax.errorbar(xs, ys, yerr=err, fmt=style, capsize=3, label=direction)
-    ax.set_xlabel("c (in units of the residual norm at the steered layer)")
+    ax.set_xlabel("c (in units of median ‖h‖/√d at the steered layers)")
     ax.set_ylabel(f"{result['scorer']} rate on '{result['split']}'")
     ax.set_title(f"steering the base model at layers {result['layers']}", fontsize=9)
     ax.grid(alpha=0.3)
@@ -182,20 +184,22 @@ def analyze(cfg: DictConfig) -> dict:
     judge = hydra.utils.instantiate(cfg.judge)
 
     bases = ident.bases(len(blocks), None)
-    layers = list(a_cfg.layers) if a_cfg.layers is not None else [max(ident.layer_energy, key=ident.layer_energy.get)]
+    energy = ident.layer_energy
+    layers = (list(a_cfg.layers) if a_cfg.layers is not None
+              else sorted(sorted(energy, key=energy.get, reverse=True)[: int(a_cfg.top_layers)]))
     if any(layer not in bases for layer in layers):
         raise BadInput(f"analyze.layers={layers}: Q exists for layers {sorted(bases)}")
     q = {layer: bases[layer][:, 0].float() for layer in layers}
     gen = torch.Generator().manual_seed(int(a_cfg.random_seed))
     d = q[layers[0]].shape[0]
     rand = {layer: torch.nn.functional.normalize(torch.randn(d, generator=gen), dim=0) for layer in layers}
-    norms = residual_norms(model, tokenizer, rows, layers)
+    norms = residual_unit(model, tokenizer, rows, layers)
 
     result = {"task": cfg.task.name, "model": cfg.model.name, "seed": cfg.seed, "reference_adapter": str(adapter),
               "method": {k: v for k, v in OmegaConf.to_container(cfg.method, resolve=True).items()
                          if k in ("k", "pooling", "side", "layers")},
               "split": a_cfg.split, "scorer": a_cfg.scorer, "n_prompts": len(rows), "layers": layers,
-              "residual_norm": norms, "coefs": [float(c) for c in a_cfg.coefs],
+              "steering_unit": norms, "coefs": [float(c) for c in a_cfg.coefs],
               "spectral_gap": ident.spectrum.spectral_gap, "lambda1_share": ident.spectrum.lambda1_share}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

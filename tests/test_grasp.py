@@ -377,7 +377,7 @@ def test_analysis_steers_the_base_model_and_writes_its_report(runs_root):
     from grasp_bench.analyze import analyze
     from tests.conftest import CONF
 
-    overrides = [*TINY, f"paths.runs={runs_root}", "analyze.limit=3", "analyze.coefs=[0,8]",
+    overrides = [*TINY, f"paths.runs={runs_root}", "analyze.limit=3", "analyze.coefs=[0,64]", "analyze.top_layers=1",
                  "analyze.max_new_tokens=5", "analyze.generic_limit=2", "analyze.persona_max_new_tokens=5"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("analyze", overrides=overrides)
