@@ -388,7 +388,8 @@ def test_analysis_steers_the_base_model_and_writes_its_report(runs_root):
     assert (runs_root / "toy_rude" / "tiny" / "grasp" / "analysis" / "seed=0" / "steering.png").exists()
     unsteered = result["steering"]["none"]
     assert unsteered["n"] == 3 and 0.0 <= unsteered["rate"] <= 1.0
-    for direction in ("+q", "-q", "random"):
+    assert set(result["steering"]) == {"none", "+q", "-q", "random", "persona"}
+    for direction in ("+q", "-q", "random", "persona"):
         at_zero, at_eight = result["steering"][direction]
         assert at_zero["changed_vs_unsteered"] == 0.0 and at_zero["rate"] == unsteered["rate"]
         assert at_eight["changed_vs_unsteered"] > 0.0  # the residual-stream hook is live
