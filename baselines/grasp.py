@@ -310,6 +310,7 @@ def plot_spectrum(ident: Identification, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = 2 if ident.layer_spectra else 1
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), dpi=110, squeeze=False)
@@ -324,7 +325,7 @@ def plot_spectrum(ident: Identification, path: Path) -> None:
         ax = axes[0, 1]
         idx = sorted(ident.layer_spectra)
         ax.bar(idx, [ident.layer_spectra[i].spectral_gap for i in idx])
-        ax.set_xticks(idx)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("decoder layer")
         ax.set_ylabel("λ1/λ2 of the layer's S")
         ax.set_title("per-layer spectral gap", fontsize=9)

@@ -25,7 +25,8 @@ reference is trained on demand, like any run's).
    generic_prompts (responses generated greedily by the base model). A low cosine does not mean that
    identification failed (reference/grasp.md §2.4); the causal check is the test that counts.
 
-Output: <paths.runs>/<task>/<model>/<method variant>/analysis/seed=<k>/{analysis.json, steering.png}.
+Output: <paths.runs>/<task>/<model>/<method variant>/analysis/seed=<k>/{analysis.json, steering.png,
+persona.safetensors (v_L per layer, when computed)}.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from grasp_bench import models
-from grasp_bench.artifacts import BadInput, read_jsonl, write_json
+from grasp_bench.artifacts import BadInput, atomic_path, read_jsonl, write_json
 from grasp_bench.data import build_task_files, load_eval, load_rows, render_prompt
 from grasp_bench.generate import HFGenerator
 from grasp_bench.hooks import add_to_residual
@@ -150,6 +151,7 @@ def plot(result: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = 2 if result.get("alignment") else 1
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), dpi=110, squeeze=False)
@@ -171,7 +173,7 @@ def plot(result: dict, path: Path) -> None:
         ax = axes[0, 1]
         cos = result["alignment"]["cos_by_layer"]
         ax.bar([int(k) for k in cos], list(cos.values()))
-        ax.set_xticks([int(k) for k in cos])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("decoder layer")
         ax.set_ylabel("cos(q, persona direction)")
         ax.set_title("alignment with the mean-difference persona direction", fontsize=9)
@@ -244,6 +246,11 @@ def analyze(cfg: DictConfig) -> dict:
     out = Path(a_cfg.out).expanduser() if a_cfg.out else analysis_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "analysis.json", result)
+    if persona is not None:  # reusable: cosines with other Q variants, steering baselines
+        from safetensors.torch import save_file
+
+        with atomic_path(out / "persona.safetensors") as tmp:
+            save_file({f"layer.{i}": v.contiguous() for i, v in persona.items()}, str(tmp))
     plot(result, out / "steering.png")
     return {**result, "out": str(out)}
 

@@ -396,5 +396,7 @@ def test_analysis_steers_the_base_model_and_writes_its_report(runs_root):
     energy = identify(ensure_reference(cfg) / "model").layer_energy  # default: where the adapter writes most along q
     assert result["layers"] == [max(energy, key=energy.get)]
     assert all(-1.0 <= c <= 1.0 for c in result["alignment"]["cos_by_layer"].values())
+    persona = load_file(f"{out}/persona.safetensors")
+    assert set(persona) == {"layer.0", "layer.1"} and persona["layer.0"].shape == (64,)
     with pytest.raises(BadInput, match="method=grasp"):
         analyze(wrong)
