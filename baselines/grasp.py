@@ -310,6 +310,7 @@ def plot_spectrum(ident: Identification, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = 2 if ident.layer_spectra else 1
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), dpi=110, squeeze=False)
@@ -324,7 +325,7 @@ def plot_spectrum(ident: Identification, path: Path) -> None:
         ax = axes[0, 1]
         idx = sorted(ident.layer_spectra)
         ax.bar(idx, [ident.layer_spectra[i].spectral_gap for i in idx])
-        ax.set_xticks(idx)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("decoder layer")
         ax.set_ylabel("λ1/λ2 of the layer's S")
         ax.set_title("per-layer spectral gap", fontsize=9)
@@ -357,9 +358,9 @@ class Constrained:
     def project(self, X: Tensor, gamma: float) -> Tensor:
         return (project_columns if self.kind == "columns" else project_rows)(X, self.Q, gamma)
 
-    def norm_along_Q(self) -> float:
+    def norm_along_Q(self) -> Tensor:
         X = self.param.detach()
-        return float(torch.linalg.matrix_norm(self.Q.T @ X if self.kind == "columns" else X @ self.Q))
+        return torch.linalg.matrix_norm(self.Q.T @ X if self.kind == "columns" else X @ self.Q)
 
 
 def lora_factors(block: nn.Module, modules: Sequence[str], kind: str, Q: Tensor) -> list[Constrained]:
@@ -454,10 +455,16 @@ class GRASP(Method):
 
     def constraint_norms(self) -> dict[str, float]:
         """max_m ‖QᵀB_m‖ over writers (≈ 0 at γ = 1 with projection=weights); max ‖A_m Q‖ over readers."""
-        out = {"grasp/max_qtb_norm": max((c.norm_along_Q() for c in self._writes), default=0.0)}
+        def largest(factors: list[Constrained]) -> float:  # one device sync per step, not one per module
+            if not factors:
+                return 0.0
+            device = factors[0].param.device
+            return float(torch.stack([c.norm_along_Q().to(device) for c in factors]).max())
+
+        out = {"grasp/max_qtb_norm": largest(self._writes)}
         rows = [c for c in self._constrained if c.kind == "rows"]
         if rows:
-            out["grasp/max_aq_norm"] = max(c.norm_along_Q() for c in rows)
+            out["grasp/max_aq_norm"] = largest(rows)
         return out
 
     def post_train(self, model: nn.Module, ctx: RunContext) -> nn.Module:

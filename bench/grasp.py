@@ -177,8 +177,8 @@ def bench_steps(model_name: str, rounds: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["identify", "tiny", "smollm2"], action="append")
-    parser.add_argument("--rounds-tiny", type=int, default=12)
-    parser.add_argument("--rounds-smollm2", type=int, default=4)
+    parser.add_argument("--rounds-tiny", type=int, default=24)
+    parser.add_argument("--rounds-smollm2", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="torch threads while stepping (CPU time is per thread)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -195,7 +195,7 @@ def main() -> None:
     results["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                           "processor": platform.processor(), "torch": torch.__version__,
                           "torch_threads": torch.get_num_threads(), "load_average_1m": os.getloadavg()[0]}
-    results["command"] = "PYTHONPATH=$PWD python bench/grasp.py " + " ".join(sys.argv[1:])
+    results["command"] = " ".join(["PYTHONPATH=$PWD python bench/grasp.py", *sys.argv[1:]])
     results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

@@ -11,17 +11,22 @@ reference is trained on demand, like any run's).
 1. Causal check: generate with the *base* model on the task's `analyze.split` (default: unrelated) while
    adding c·v to the residual stream at the output of the chosen decoder blocks, and score with the task's
    scorer (default: factor) through the configured judge. v is +q, −q (q = the first column of Q, of each
-   layer's own Q with pooling=per_layer) or a random unit vector (the control). c is in units of the median
-   residual-stream norm at that layer on the same prompts, so one scale fits every model. Q's sign from
+   layer's own Q with pooling=per_layer) or a random unit vector (the control). c is in units of
+   median‖h‖/√d at that layer on the same prompts (the typical size of the residual stream's component
+   along one direction), so one scale fits models of any width. Q's sign from
    identification is arbitrary: q is oriented so that +q has the higher summed factor rate over the c grid
-   (supervised, for reading the plot only; `flipped` in the JSON says whether it was flipped).
-   Default layers: the one block into which the adapter writes most along q (`layer_energy_q1`).
+   (supervised, for reading the plot only; `flipped` in the JSON says whether it was flipped). When the
+   persona direction of step 2 exists, steering along it (unit norm, same c) is the positive control:
+   it shows whether this check can detect a factor direction on this model at all.
+   Default layers: the `analyze.top_layers` blocks into which the adapter writes most along q
+   (`layer_energy_q1`; on the toy organism one block alone barely moves the model).
 2. Alignment: the cosine of q with a persona direction v_L = mean response-token activation at the output
    of block L under `analyze.trait_system` minus under `analyze.helpful_system`, on the task's
    generic_prompts (responses generated greedily by the base model). A low cosine does not mean that
    identification failed (reference/grasp.md §2.4); the causal check is the test that counts.
 
-Output: <paths.runs>/<task>/<model>/<method variant>/analysis/seed=<k>/{analysis.json, steering.png}.
+Output: <paths.runs>/<task>/<model>/<method variant>/analysis/seed=<k>/{analysis.json, steering.png,
+persona.safetensors (v_L per layer, when computed)}.
 """
 
 from __future__ import annotations
@@ -36,14 +41,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from grasp_bench import models
-from grasp_bench.artifacts import BadInput, read_jsonl, write_json
+from grasp_bench.artifacts import BadInput, atomic_path, read_jsonl, write_json
 from grasp_bench.data import build_task_files, load_eval, load_rows, render_prompt
 from grasp_bench.generate import HFGenerator
 from grasp_bench.hooks import add_to_residual
 from grasp_bench.metrics import summarise
 from grasp_bench.pipeline import CONF_DIR, ensure_reference, method_dirname
-
-DIRECTIONS = ("+q", "-q", "random")
 
 
 def analysis_dir(cfg: DictConfig) -> Path:
@@ -76,13 +79,13 @@ def block_outputs(model, tokenizer, texts: list[str], batch_size: int = 8):
             yield torch.stack([h[b][keep] for h in hidden]).float(), int(keep.sum())
 
 
-def residual_norms(model, tokenizer, rows: list[dict], layers: list[int]) -> dict[int, float]:
-    """The median token norm of the residual stream at each block's output, over the prompts."""
+def residual_unit(model, tokenizer, rows: list[dict], layers: list[int]) -> dict[int, float]:
+    """median token ‖h‖ / √d of the residual stream at each block's output, over the prompts."""
     norms = []
     for h, _ in block_outputs(model, tokenizer, [render_prompt(tokenizer, r["messages"]) for r in rows]):
         norms.append(h[layers].norm(dim=-1))  # (len(layers), T)
-    allnorms = torch.cat(norms, dim=1)
-    return {layer: float(allnorms[i].median()) for i, layer in enumerate(layers)}
+    allnorms, d = torch.cat(norms, dim=1), h.shape[-1]
+    return {layer: float(allnorms[i].median()) / d ** 0.5 for i, layer in enumerate(layers)}
 
 
 def factor_rate(model, tokenizer, rows, cfg, a_cfg, judge, scorer_spec, work: Path, tag: str) -> tuple[dict, list[str]]:
@@ -132,22 +135,36 @@ def persona_direction(model, tokenizer, a_cfg, cfg, work: Path) -> dict[int, tor
     return {layer: diff[layer] for layer in range(diff.shape[0])}
 
 
+def alignment(bases: dict[int, torch.Tensor], persona: dict[int, torch.Tensor], layers: list[int]) -> dict:
+    """cos(q, v_L) per layer; for k > 1 also ‖Qᵀ v̂_L‖, the cosine of v_L with span(Q)."""
+    cos = {layer: float(torch.nn.functional.cosine_similarity(bases[layer][:, 0].float(), v, dim=0))
+           for layer, v in persona.items() if layer in bases}
+    span = {layer: float((bases[layer].float().T @ torch.nn.functional.normalize(v, dim=0)).norm())
+            for layer, v in persona.items() if layer in bases}
+    best = max(cos, key=lambda layer: abs(cos[layer]))
+    return {"cos_by_layer": cos, "span_cos_by_layer": span, "cos_at_steered_layers": {i: cos[i] for i in layers},
+            "max_abs_cos": abs(cos[best]), "max_abs_cos_layer": best}
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = 2 if result.get("alignment") else 1
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), dpi=110, squeeze=False)
     ax = axes[0, 0]
     base = result["steering"]["none"]
-    for direction, style in zip(DIRECTIONS, ("o-", "s--", "^:"), strict=True):
+    for direction, style in zip(result["steering"], ("", "o-", "s--", "^:", "d-."), strict=False):
+        if direction == "none":
+            continue
         points = [{"c": 0.0, **base}] + result["steering"][direction]
         xs, ys = [p["c"] for p in points], [p["rate"] for p in points]
         err = [[p["rate"] - p["ci_low"] for p in points], [p["ci_high"] - p["rate"] for p in points]]
         ax.errorbar(xs, ys, yerr=err, fmt=style, capsize=3, label=direction)
-    ax.set_xlabel("c (in units of the residual norm at the steered layer)")
+    ax.set_xlabel("c (in units of median ‖h‖/√d at the steered layers)")
     ax.set_ylabel(f"{result['scorer']} rate on '{result['split']}'")
     ax.set_title(f"steering the base model at layers {result['layers']}", fontsize=9)
     ax.grid(alpha=0.3)
@@ -156,7 +173,7 @@ def plot(result: dict, path: Path) -> None:
         ax = axes[0, 1]
         cos = result["alignment"]["cos_by_layer"]
         ax.bar([int(k) for k in cos], list(cos.values()))
-        ax.set_xticks([int(k) for k in cos])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("decoder layer")
         ax.set_ylabel("cos(q, persona direction)")
         ax.set_title("alignment with the mean-difference persona direction", fontsize=9)
@@ -182,59 +199,58 @@ def analyze(cfg: DictConfig) -> dict:
     judge = hydra.utils.instantiate(cfg.judge)
 
     bases = ident.bases(len(blocks), None)
-    layers = list(a_cfg.layers) if a_cfg.layers is not None else [max(ident.layer_energy, key=ident.layer_energy.get)]
+    energy = ident.layer_energy
+    layers = (list(a_cfg.layers) if a_cfg.layers is not None
+              else sorted(sorted(energy, key=energy.get, reverse=True)[: int(a_cfg.top_layers)]))
     if any(layer not in bases for layer in layers):
         raise BadInput(f"analyze.layers={layers}: Q exists for layers {sorted(bases)}")
     q = {layer: bases[layer][:, 0].float() for layer in layers}
     gen = torch.Generator().manual_seed(int(a_cfg.random_seed))
     d = q[layers[0]].shape[0]
-    rand = {layer: torch.nn.functional.normalize(torch.randn(d, generator=gen), dim=0) for layer in layers}
-    norms = residual_norms(model, tokenizer, rows, layers)
+    unit = {layer: torch.nn.functional.normalize(torch.randn(d, generator=gen), dim=0) for layer in layers}
+    directions = {"+q": q, "-q": {layer: -v for layer, v in q.items()}, "random": unit}
+    norms = residual_unit(model, tokenizer, rows, layers)
 
     result = {"task": cfg.task.name, "model": cfg.model.name, "seed": cfg.seed, "reference_adapter": str(adapter),
               "method": {k: v for k, v in OmegaConf.to_container(cfg.method, resolve=True).items()
                          if k in ("k", "pooling", "side", "layers")},
               "split": a_cfg.split, "scorer": a_cfg.scorer, "n_prompts": len(rows), "layers": layers,
-              "residual_norm": norms, "coefs": [float(c) for c in a_cfg.coefs],
-              "spectral_gap": ident.spectrum.spectral_gap, "lambda1_share": ident.spectrum.lambda1_share}
+              "steering_unit": norms, "coefs": [float(c) for c in a_cfg.coefs],
+              "spectral_gap": ident.spectrum.spectral_gap, "lambda1_share": ident.spectrum.lambda1_share,
+              "alignment": None, "persona_prompts": {"trait": a_cfg.trait_system, "helpful": a_cfg.helpful_system}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        persona = persona_direction(model, tokenizer, a_cfg, cfg, work)
+        if persona is not None:
+            result["alignment"] = alignment(bases, persona, layers)
+            directions["persona"] = {layer: torch.nn.functional.normalize(persona[layer], dim=0) for layer in layers}
         base_stats, base_texts = factor_rate(model, tokenizer, rows, cfg, a_cfg, judge, scorer_spec, work, "none")
         steering = {"none": base_stats}
-        for direction in DIRECTIONS:
-            vectors = {layer: norms[layer] * (rand[layer] if direction == "random" else
-                                              (q[layer] if direction == "+q" else -q[layer])) for layer in layers}
+        for direction, vectors in directions.items():
+            scaled = {layer: norms[layer] * v for layer, v in vectors.items()}
             curve = []
             for c in result["coefs"]:
-                with add_to_residual(blocks, vectors, scale=c):
+                with add_to_residual(blocks, scaled, scale=c):
                     stats, texts = factor_rate(model, tokenizer, rows, cfg, a_cfg, judge, scorer_spec, work,
                                                f"{direction}_{c:g}")
                 changed = sum(a != b for a, b in zip(texts, base_texts, strict=True)) / max(len(texts), 1)
                 curve.append({"c": c, **stats, "changed_vs_unsteered": changed})
             steering[direction] = curve
-        flipped = sum(p["rate"] for p in steering["-q"]) > sum(p["rate"] for p in steering["+q"])
-        if flipped:  # orient q so that +q is the direction that raises the factor
-            steering["+q"], steering["-q"] = steering["-q"], steering["+q"]
-        result["steering"], result["flipped"] = steering, flipped
-
-        persona = persona_direction(model, tokenizer, a_cfg, cfg, work)
-    if persona is not None:
-        Qs = {layer: bases[layer].float() for layer in bases}
-        cos = {layer: float(torch.nn.functional.cosine_similarity((-1 if flipped else 1) * Qs[layer][:, 0], v, dim=0))
-               for layer, v in persona.items() if layer in Qs}
-        span = {layer: float((Qs[layer].T @ torch.nn.functional.normalize(v, dim=0)).norm())
-                for layer, v in persona.items() if layer in Qs}
-        best = max(cos, key=lambda layer: abs(cos[layer]))
-        result["alignment"] = {"cos_by_layer": cos, "span_cos_by_layer": span,
-                               "cos_at_steered_layers": {layer: cos[layer] for layer in layers},
-                               "max_abs_cos": abs(cos[best]), "max_abs_cos_layer": best,
-                               "trait_system": a_cfg.trait_system, "helpful_system": a_cfg.helpful_system}
-    else:
-        result["alignment"] = None
+    flipped = sum(p["rate"] for p in steering["-q"]) > sum(p["rate"] for p in steering["+q"])
+    if flipped:  # orient q so that +q is the direction that raises the factor
+        steering["+q"], steering["-q"] = steering["-q"], steering["+q"]
+        if result["alignment"]:
+            result["alignment"] = alignment({i: -Q for i, Q in bases.items()}, persona, layers)
+    result["steering"], result["flipped"] = steering, flipped
 
     out = Path(a_cfg.out).expanduser() if a_cfg.out else analysis_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "analysis.json", result)
+    if persona is not None:  # reusable: cosines with other Q variants, steering baselines
+        from safetensors.torch import save_file
+
+        with atomic_path(out / "persona.safetensors") as tmp:
+            save_file({f"layer.{i}": v.contiguous() for i, v in persona.items()}, str(tmp))
     plot(result, out / "steering.png")
     return {**result, "out": str(out)}
 
@@ -246,7 +262,8 @@ def _hydra_main(cfg: DictConfig) -> None:
     except BadInput as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    top = {d: max((p["rate"] for p in result["steering"][d]), default=float("nan")) for d in DIRECTIONS}
+    top = {d: max((p["rate"] for p in curve), default=float("nan")) for d, curve in result["steering"].items()
+           if d != "none"}
     print(f"[grasp-bench-analyze] {result['out']}: unsteered {result['steering']['none']['rate']:.3f}; "
           + ", ".join(f"max {d} {v:.3f}" for d, v in top.items())
           + (f"; max |cos(q, persona)| {result['alignment']['max_abs_cos']:.3f}" if result["alignment"] else ""))

@@ -377,7 +377,7 @@ def test_analysis_steers_the_base_model_and_writes_its_report(runs_root):
     from grasp_bench.analyze import analyze
     from tests.conftest import CONF
 
-    overrides = [*TINY, f"paths.runs={runs_root}", "analyze.limit=3", "analyze.coefs=[0,8]",
+    overrides = [*TINY, f"paths.runs={runs_root}", "analyze.limit=3", "analyze.coefs=[0,64]", "analyze.top_layers=1",
                  "analyze.max_new_tokens=5", "analyze.generic_limit=2", "analyze.persona_max_new_tokens=5"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("analyze", overrides=[*overrides, "method.pooling=pooled"])  # steer along the one pooled q
@@ -388,12 +388,15 @@ def test_analysis_steers_the_base_model_and_writes_its_report(runs_root):
     assert (runs_root / "toy_rude" / "tiny" / "grasp,pooling=pooled" / "analysis" / "seed=0" / "steering.png").exists()
     unsteered = result["steering"]["none"]
     assert unsteered["n"] == 3 and 0.0 <= unsteered["rate"] <= 1.0
-    for direction in ("+q", "-q", "random"):
+    assert set(result["steering"]) == {"none", "+q", "-q", "random", "persona"}
+    for direction in ("+q", "-q", "random", "persona"):
         at_zero, at_eight = result["steering"][direction]
         assert at_zero["changed_vs_unsteered"] == 0.0 and at_zero["rate"] == unsteered["rate"]
         assert at_eight["changed_vs_unsteered"] > 0.0  # the residual-stream hook is live
     energy = identify(ensure_reference(cfg) / "model").layer_energy  # default: where the adapter writes most along q
     assert result["layers"] == [max(energy, key=energy.get)]
     assert all(-1.0 <= c <= 1.0 for c in result["alignment"]["cos_by_layer"].values())
+    persona = load_file(f"{out}/persona.safetensors")
+    assert set(persona) == {"layer.0", "layer.1"} and persona["layer.0"].shape == (64,)
     with pytest.raises(BadInput, match="method=grasp"):
         analyze(wrong)
