@@ -64,14 +64,29 @@ def collect(runs_root: Path) -> pd.DataFrame:
     return df[first + sorted(c for c in df.columns if c not in first)].sort_values(first, kind="stable")
 
 
+# Student t quantile t_{0.975, df} for a 95% CI of a mean over a few seeds (df = seeds - 1).
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def seed_ci(mean: float, std: float, seeds: int) -> tuple[float, float]:
+    """95% t-interval of the mean over seeds (nan with one seed: a single run has no seed variance)."""
+    if seeds < 2 or pd.isna(std):
+        return float("nan"), float("nan")
+    half = T975.get(seeds - 1, 1.96) * std / np.sqrt(seeds)
+    return mean - half, mean + half
+
+
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean over seeds per (task, model, judge, variant, strength), with the number of seeds."""
+    """Mean, std and 95% t-interval over seeds per (task, model, judge, variant, strength), with the number of seeds."""
     keys = ["task", "model", "judge", "variant", "strength"]
     value_cols = [c for c in df.columns if c.startswith("eval/") and not c.endswith(("_ci_low", "_ci_high"))
                   and not c.endswith(("_n", "_n_unscored"))] + (["train/final_loss"] if "train/final_loss" in df else [])
     agg = df.groupby(keys, sort=False)[value_cols].agg(["mean", "std"])
     agg.columns = [f"{c}_{s}" if s == "std" else c for c, s in agg.columns]
     agg["seeds"] = df.groupby(keys, sort=False)["seed"].nunique()
+    for c in value_cols:
+        low_high = [seed_ci(m, sd, k) for m, sd, k in zip(agg[c], agg[f"{c}_std"], agg["seeds"])]
+        agg[f"{c}_seed_ci_low"], agg[f"{c}_seed_ci_high"] = zip(*low_high) if low_high else ((), ())
     n_cols = [c for c in df.columns if c.endswith(("_n", "_n_unscored"))]
     agg = agg.join(df.groupby(keys, sort=False)[n_cols].sum()) if n_cols else agg
     return agg.reset_index()
@@ -85,7 +100,7 @@ def _order(metric_cols: list[str]) -> list[str]:
 def markdown(table: pd.DataFrame) -> str:
     """One table per (task, model, judge): base and sft first; n and unscored per metric, summed over seeds."""
     metric_cols = _order([c for c in table.columns if c.startswith("eval/")
-                          and not c.endswith(("_std", "_n", "_n_unscored"))])
+                          and not c.endswith(("_std", "_n", "_n_unscored", "_seed_ci_low", "_seed_ci_high"))])
     lines = []
     rank = {"base": 0, "sft": 1}
     for (task, model, judge), part in table.groupby(["task", "model", "judge"], sort=False):
@@ -98,11 +113,13 @@ def markdown(table: pd.DataFrame) -> str:
             cells = [r["variant"], f"{r['strength']:g}", str(r["seeds"])]
             for c in metric_cols:
                 std = r.get(f"{c}_std")
-                cells.append(f"{r[c]:.3f}" + (f" ± {std:.3f}" if r["seeds"] > 1 and pd.notna(std) else ""))
+                spread = f" ± {std:.3f} [{r[f'{c}_seed_ci_low']:.2f}, {r[f'{c}_seed_ci_high']:.2f}]"
+                cells.append(f"{r[c]:.3f}" + (spread if r["seeds"] > 1 and pd.notna(std) else ""))
             cells.append("/".join(str(int(r[f"{c}_n"])) for c in metric_cols if f"{c}_n" in r))
             cells.append("/".join(str(int(r[f"{c}_n_unscored"])) for c in metric_cols if f"{c}_n_unscored" in r))
             lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "n and unscored: rows per metric (in column order), summed over seeds; mean ± std over seeds.", ""]
+        lines += ["", "n and unscored: rows per metric (in column order), summed over seeds; with several seeds: "
+                  "mean ± std [95% t-interval] over seeds.", ""]
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from grasp_bench.artifacts import write_json
 from grasp_bench.metrics import bootstrap_ci, compute, summarise
-from grasp_bench.report import aggregate, pareto
+from grasp_bench.report import aggregate, pareto, seed_ci
 
 
 def j(split, i, scorer, score):
@@ -52,6 +52,12 @@ def x_low_and_y_high(scores):
     return float(scores["x"] < 30 and scores["y"] > 50)
 
 
+def test_seed_interval_is_a_t_interval_and_undefined_for_one_seed():
+    low, high = seed_ci(0.4, 0.2, 3)
+    assert (low + high) / 2 == pytest.approx(0.4) and high - low == pytest.approx(2 * 4.303 * 0.2 / math.sqrt(3))
+    assert all(math.isnan(v) for v in seed_ci(0.4, float("nan"), 1))
+
+
 def test_pareto_frontier():
     pts = [(0.1, 0.9), (0.5, 0.5), (0.4, 0.6), (0.6, 0.7), (0.3, 0.2)]
     assert pareto(pts) == [(0.3, 0.2), (0.5, 0.5), (0.6, 0.7)]
@@ -74,6 +80,7 @@ def test_report_writes_csv_markdown_and_a_png(tmp_path):
     table = [line for line in md.splitlines() if line.startswith("| ")]
     assert table[0] == "| method | strength | seeds | task_score | spurious_rate | n | unscored |"
     assert [line.split(" | ")[0] for line in table[1:]] == ["| base", "| sft", "| grasp", "| grasp"]
-    assert table[-1] == "| grasp | 1 | 2 | 0.570 ± 0.014 | 0.150 ± 0.071 | 200/120 | 0/2 |"
+    # two seeds: t_{0.975,1} = 12.706, half-width = 12.706 * std / sqrt(2)
+    assert table[-1] == "| grasp | 1 | 2 | 0.570 ± 0.014 [0.44, 0.70] | 0.150 ± 0.071 [-0.49, 0.79] | 200/120 | 0/2 |"
     png = tmp_path / "plots" / "tradeoff_toy_m_rule.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
