@@ -44,6 +44,7 @@ import math
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from baselines.directions import last_token_states, prompt_rows, resolve_layers, user_turns
 from grasp_bench.artifacts import BadInput, write_json, write_jsonl
@@ -200,7 +201,7 @@ class Restoration:
         d_task = self.direction(self.model, self.layers, task_prompts)  # W_ft's own state on task prompts
         score_ft = self.task_score(task_rows)
         log = []
-        for step in range(steps):
+        for step in tqdm(range(steps), desc="restore", unit="step"):
             cos_before = self.grad(factor_prompts, d)
             restored = self.restore_step(rate)
             score = score_restored = self.task_score(task_rows)
