@@ -18,6 +18,8 @@ Removal, in a second LoRA run from the base model with the same data and hyperpa
 - `projection=residual_grad`: the forward pass is untouched; the gradient flowing back into the residual
   stream at each decoder block output loses its component in span(Q) (`hooks.project_grad_out`).
 `strength` = γ; γ = 0 installs nothing and reproduces naive SFT bit for bit.
+`basis=random` is the control: the same removal along random orthonormal bases of the same shapes, to
+tell the identified directions apart from merely blocking k directions per layer.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import median
 
@@ -42,6 +44,7 @@ from grasp_bench.method import Method, RunContext
 WRITERS = ("o_proj", "down_proj")  # modules whose output enters the residual stream
 READERS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")  # modules that read it
 SIDES, POOLINGS, PROJECTIONS = ("writers", "readers", "both"), ("pooled", "per_layer"), ("weights", "residual_grad")
+BASES = ("identified", "random")  # random: the control that asks whether identification matters at all
 TOP = 20  # eigenvalues kept in spectrum.json and drawn in spectrum.png
 EXACT_LIMIT = 1024  # an exact eigendecomposition when S has a side this small; randomized otherwise
 
@@ -90,6 +93,16 @@ class Identification:
         if self.Q is not None:
             return {i: self.Q for i in chosen}
         return {i: self.per_layer[i] for i in chosen if i in self.per_layer}
+
+    def randomised(self, seed: int) -> Identification:
+        """The same layers and shapes with random orthonormal bases: the spectra still describe the adapter."""
+        g = torch.Generator().manual_seed(seed)  # local: the run's RNG stream is left alone
+
+        def draw(Q: Tensor) -> Tensor:
+            return torch.linalg.qr(torch.randn(Q.shape, generator=g, dtype=torch.float64))[0].to(Q.dtype)
+
+        return replace(self, Q=None if self.Q is None else draw(self.Q),
+                       per_layer={i: draw(q) for i, q in sorted(self.per_layer.items())})
 
     def diagnostics(self) -> dict[str, float]:
         out = {"grasp/spectral_gap": self.spectrum.spectral_gap, "grasp/lambda1_share": self.spectrum.lambda1_share}
@@ -378,21 +391,22 @@ def lora_factors(block: nn.Module, modules: Sequence[str], kind: str, Q: Tensor)
 
 
 class GRASP(Method):
-    """GRASP as a Method plugin; `strength` = γ. Knobs: k, pooling, side, layers, projection."""
+    """GRASP as a Method plugin; `strength` = γ. Knobs: k, pooling, side, layers, projection, basis."""
 
     needs_reference = True
 
     def __init__(self, name: str = "grasp", strength: float = 1.0, grid: list[float] | None = None, k: int = 1,
                  pooling: str = "pooled", side: str = "writers", layers: list[int] | None = None,
-                 projection: str = "weights", writers: Sequence[str] = WRITERS, readers: Sequence[str] = READERS):
+                 projection: str = "weights", basis: str = "identified", writers: Sequence[str] = WRITERS,
+                 readers: Sequence[str] = READERS):
         super().__init__(name, strength, grid)
         for knob, value, allowed in (("pooling", pooling, POOLINGS), ("side", side, SIDES),
-                                     ("projection", projection, PROJECTIONS)):
+                                     ("projection", projection, PROJECTIONS), ("basis", basis, BASES)):
             if value not in allowed:
                 raise BadInput(f"method.{knob}={value!r}: expected one of {list(allowed)}")
         if int(k) < 1:
             raise BadInput(f"method.k={k}: expected an integer >= 1")
-        self.k, self.pooling, self.side, self.projection = int(k), pooling, side, projection
+        self.k, self.pooling, self.side, self.projection, self.basis = int(k), pooling, side, projection, basis
         self.layers = None if layers is None else [int(i) for i in layers]
         self.writers, self.readers = tuple(writers), tuple(readers)
         self.ident: Identification | None = None
@@ -400,17 +414,22 @@ class GRASP(Method):
         self._constrained: list[Constrained] = []  # what the weight projection acts on
 
     def prepare(self, ctx: RunContext) -> None:
-        """Identify Q from the reference adapter (or reuse the one saved in the run dir)."""
+        """Identify Q from the reference adapter (or reuse the one saved in the run dir); basis=random swaps in
+        random orthonormal bases of the same shapes (seeded by the run's seed) after identification."""
         out = ctx.run_dir / "grasp"
         adapter = ctx.reference_adapter
         layers_path = ctx.cfg.model.layers_path
         meta = {"k": self.k, "pooling": self.pooling, "side": self.side, "layers": self.layers,
                 "layers_path": layers_path, "writers": list(self.writers), "readers": list(self.readers),
                 **_adapter_stamp(adapter)}
+        if self.basis == "random":  # keyed only when used, so identified bases saved before the knob still load
+            meta |= {"basis": "random", "basis_seed": int(ctx.cfg.seed)}
         ident = load_identification(out, meta)
         if ident is None:
             ident = identify(adapter, self.k, self.pooling, self.side, self.layers, layers_path=layers_path,
                              writers=self.writers, readers=self.readers)
+            if self.basis == "random":
+                ident = ident.randomised(int(ctx.cfg.seed))
             ident.meta = meta
             save_identification(ident, out)
         self.ident = ident

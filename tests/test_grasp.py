@@ -369,6 +369,25 @@ def test_variants_are_overrides_and_prepare_reuses_q(runs_root):
     assert (d / "grasp" / "Q.safetensors").stat().st_mtime_ns != stamp
 
 
+def test_random_basis_is_the_control_with_the_same_shapes(runs_root):
+    _, identified = tiny_train(runs_root, "method.k=2")
+    cfg, d = tiny_train(runs_root, "method.k=2", "method.basis=random")
+    assert d.parts[-3] == "grasp,basis=random,k=2"
+    ours, theirs = (load_file(str(p / "grasp" / "Q.safetensors")) for p in (d, identified))
+    assert ours.keys() == theirs.keys() == {f"layer.{i}" for i in range(2)}
+    for key, Q in ours.items():
+        assert Q.shape == theirs[key].shape == (64, 2)
+        assert torch.allclose(Q.T @ Q, torch.eye(2), atol=1e-5)
+        assert float(torch.linalg.matrix_norm(theirs[key].T @ Q)) < 0.9  # not the identified span
+    assert load_json(d / "grasp" / "spectrum.json")["per_layer"] == load_json(identified / "grasp" / "spectrum.json")[
+        "per_layer"]  # the spectra still describe the naive adapter
+    again = GRASP(strength=1.0, pooling="per_layer", k=2, basis="random")
+    again.prepare(RunContext(cfg=cfg, run_dir=runs_root / "elsewhere", reference_dir=ensure_reference(cfg)))
+    assert all(torch.equal(again.ident.per_layer[int(k.split(".")[1])], Q) for k, Q in ours.items())  # seeded
+    with pytest.raises(BadInput, match="method.basis='learned'"):
+        GRASP(basis="learned")
+
+
 # ---------------------------------------------------------------- the analysis command
 
 def test_analysis_steers_the_base_model_and_writes_its_report(runs_root):
