@@ -127,18 +127,30 @@ def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
     return f"{prefix.rstrip('.')}: {old!r} -> {new!r}"
 
 
-class Stage:
-    """One pipeline stage of one run: its output path and the config slice that makes it."""
+def _with_defaults(old: Any, defaults: Any) -> Any:
+    """`old` plus the keys of `defaults` it lacks (recursively)."""
+    if not (isinstance(old, dict) and isinstance(defaults, dict)):
+        return old
+    return {**defaults, **{k: _with_defaults(v, defaults.get(k)) for k, v in old.items()}}
 
-    def __init__(self, run_dir: Path, name: str, output: Path, config_slice: dict, force: bool = False):
+
+class Stage:
+    """One pipeline stage of one run: its output path and the config slice that makes it.
+
+    `defaults`: values a record made before a key existed is read with. A knob added later defaults to the
+    old behaviour, so runs recorded without it stay valid while it is at its default."""
+
+    def __init__(self, run_dir: Path, name: str, output: Path, config_slice: dict, force: bool = False,
+                 defaults: dict | None = None):
         self.name, self.output, self.slice, self.force = name, output, config_slice, force
+        self.defaults = defaults or {}
         self.record = run_dir / "stages" / f"{name}.json"
 
     def is_done(self) -> bool:
         """True when finished with this config; raises when finished with another one."""
         if self.force or not (self.output.exists() and self.record.exists()):
             return False
-        old = load_json(self.record)["config"]
+        old = _with_defaults(load_json(self.record)["config"], json.loads(json.dumps(self.defaults, default=str)))
         if old != json.loads(json.dumps(self.slice, default=str)):
             raise BadInput(
                 f"{self.record.parent.parent}: stage '{self.name}' was made with another config "

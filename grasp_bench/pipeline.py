@@ -48,10 +48,15 @@ def plain(cfg) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+def method_defaults(name: str) -> dict:
+    """The knobs of conf/method/<name>.yaml ({} for a method defined elsewhere)."""
+    defaults_file = CONF_DIR / "method" / f"{name}.yaml"
+    return method_knobs(OmegaConf.to_container(OmegaConf.load(defaults_file))) if defaults_file.exists() else {}
+
+
 def method_dirname(method_cfg: DictConfig) -> str:
     """`<name>`, plus `,key=value` for every knob that differs from conf/method/<name>.yaml."""
-    defaults_file = CONF_DIR / "method" / f"{method_cfg.name}.yaml"
-    defaults = method_knobs(OmegaConf.load(defaults_file)) if defaults_file.exists() else {}
+    defaults = method_defaults(method_cfg.name)
     knobs = method_knobs(plain(method_cfg))
     changed = [f"{k}={knobs[k]}".replace("/", "_").replace(" ", "") for k in sorted(knobs) if knobs[k] != defaults.get(k)]
     return ",".join([method_cfg.name, *changed])
@@ -120,7 +125,9 @@ class Run:
         return self._tokenizer
 
     def stage(self, name: str, output: Path, config_slice: dict) -> Stage:
-        return Stage(self.dir, name, output, config_slice, force=name in self.cfg.force)
+        # a knob at its default names no run directory, and a run recorded before the knob existed still counts
+        return Stage(self.dir, name, output, config_slice, force=name in self.cfg.force,
+                     defaults={"method": method_defaults(self.cfg.method.name)})
 
     def context(self) -> RunContext:
         ctx = RunContext(cfg=self.cfg, run_dir=self.dir, tokenizer=self.tokenizer,

@@ -388,6 +388,19 @@ def test_random_basis_is_the_control_with_the_same_shapes(runs_root):
         GRASP(basis="learned")
 
 
+
+def test_runs_recorded_before_the_basis_knob_still_count(runs_root):
+    cfg, d = tiny_train(runs_root)
+    record = d / "stages" / "train.json"
+    old = load_json(record)
+    del old["config"]["method"]["basis"]  # as recorded before the knob was added
+    record.write_text(json.dumps(old))
+    adapter = d / "model" / "adapter_model.safetensors"
+    stamp = adapter.stat().st_mtime_ns
+    run(cfg)
+    assert adapter.stat().st_mtime_ns == stamp  # reused, not retrained
+
+
 # ---------------------------------------------------------------- the analysis command
 
 def test_analysis_steers_the_base_model_and_writes_its_report(runs_root):

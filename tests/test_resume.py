@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from grasp_bench.artifacts import read_jsonl
+from grasp_bench.artifacts import BadInput, Stage, read_jsonl, write_json
 from tests.conftest import REPO, TINY
 
 
@@ -44,3 +44,18 @@ def test_killed_run_resumes(tmp_path, kill_when):
     assert len(gens) == len({(g["id"], g["sample"]) for g in gens}) == 6 + 12 + 6
     leftovers = [p for p in d.rglob("*") if p.name.endswith((".partial", ".tmp")) or ".tmp" in p.name]
     assert leftovers == []
+
+
+def test_a_record_made_before_a_knob_existed_counts_while_the_knob_is_at_its_default(tmp_path):
+    (tmp_path / "out").write_text("done")
+    write_json(tmp_path / "stages" / "train.json", {"config": {"method": {"k": 1}, "seed": 0}})
+
+    def stage(**method):
+        return Stage(tmp_path, "train", tmp_path / "out", {"method": {"k": 1, **method}, "seed": 0},
+                     defaults={"method": {"k": 1, "basis": "identified"}})
+
+    assert stage(basis="identified").is_done()
+    with pytest.raises(BadInput, match=r"method.basis: 'identified' -> 'random'"):
+        stage(basis="random").is_done()
+    with pytest.raises(BadInput, match=r"method.extra: '<missing>' -> 1"):  # a key without a default
+        stage(basis="identified", extra=1).is_done()
