@@ -88,10 +88,23 @@ def resolve_path(path: str, cache: str | Path) -> str:
     return str(out)
 
 
+def tokenizer_source(path: str, cache: str | Path) -> tuple[str, dict]:
+    """Where `from_pretrained` finds a model's tokenizer and config without building or reading its weights:
+    the built-in models' checkpoint once built, before that the embedded GGUF (both use its tokenizer)."""
+    kind, _, name = path.partition(":")
+    if kind not in ("embedded", "tiny") or not name:
+        return path, {}
+    built = Path(cache).expanduser() / "models" / f"{kind}-{name}"
+    if (built / "config.json").exists():
+        return str(built), {}
+    return str(_smollm2_gguf_dir()), {"gguf_file": SMOLLM2_GGUF}
+
+
 def load_tokenizer(model_cfg: DictConfig, cache: str | Path):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve_path(model_cfg.path, cache), revision=model_cfg.get("revision"))
+    source, kwargs = tokenizer_source(model_cfg.path, cache)
+    tok = AutoTokenizer.from_pretrained(source, revision=model_cfg.get("revision"), **kwargs)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"  # generation pads on the left; training builds its own batches

@@ -33,7 +33,7 @@ from grasp_bench.artifacts import (
     write_jsonl,
     write_text,
 )
-from grasp_bench.data import build_task_files, load_eval, load_train
+from grasp_bench.data import build_task_files, load_eval, load_train, training_examples
 from grasp_bench.generate import WeightPaths
 from grasp_bench.method import Method, RunContext, method_knobs
 from grasp_bench.tracking import make_logger
@@ -41,6 +41,8 @@ from grasp_bench.tracking import make_logger
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # Judge settings that change how fast scores arrive, never what they are: not part of a stage's identity.
 OPERATIONAL = {"concurrency", "timeout_s", "max_attempts", "backoff_s", "max_backoff_s", "cache_dir", "batch_size"}
+# Train settings that decide whether a run may start, never what it computes: not part of a run's identity.
+TRAIN_OPERATIONAL = {"allow_truncation"}
 SFT = {"_target_": "grasp_bench.method.Method", "name": "sft", "strength": 0.0}
 
 
@@ -73,8 +75,9 @@ def slices(cfg: DictConfig) -> dict[str, dict]:
     task = plain(cfg.task)
     task_keys = ("name", "train", *getattr(hydra.utils.get_class(cfg.method._target_), "task_inputs", ()))
     method = {k: v for k, v in plain(cfg.method).items() if k != "grid"}  # the grid is sweep metadata
+    recipe = {k: v for k, v in plain(cfg.train).items() if k not in TRAIN_OPERATIONAL}
     train = {"task": {k: task.get(k) for k in task_keys}, "model": plain(cfg.model),
-             "method": method, "train": plain(cfg.train), "seed": cfg.seed}
+             "method": method, "train": recipe, "seed": cfg.seed}
     if distributed.world_size() > 1:  # train.batch_size is per process: the global batch is world_size times it
         train["world_size"] = distributed.world_size()
     splits = {k: {"path": v["path"], "limit": v.get("limit"), **({"samples": v["samples"]} if "samples" in v else {})}
@@ -124,9 +127,13 @@ class Run:
             self._tokenizer = models.load_tokenizer(self.cfg.model, self.cache)
         return self._tokenizer
 
-    def stage(self, name: str, output: Path, config_slice: dict) -> Stage:
+    def stage(self, name: str) -> Stage:
+        """One of the run's stages (train, generate, judge, metrics): its output and its config slice."""
+        outputs = {"train": self.dir / "model", "generate": self.dir / "generations.jsonl",
+                   "judge": self.dir / "judgments" / f"{self.cfg.judge.name}.jsonl",
+                   "metrics": self.dir / "metrics" / f"{self.cfg.judge.name}.json"}
         # a knob at its default names no run directory, and a run recorded before the knob existed still counts
-        return Stage(self.dir, name, output, config_slice, force=name in self.cfg.force,
+        return Stage(self.dir, name, outputs[name], slices(self.cfg)[name], force=name in self.cfg.force,
                      defaults={"method": method_defaults(self.cfg.method.name)})
 
     def context(self) -> RunContext:
@@ -162,22 +169,25 @@ class Run:
     def train_stage(self, logger) -> None:
         if self.method.starts_from == "untrained":
             return
-        stage = self.stage("train", self.dir / "model", slices(self.cfg)["train"])
+        stage = self.stage("train")
         if stage.is_done():
             return
+        from grasp_bench.train import effective_optim, train
+
         ctx = self.context()
+        examples = None  # tokenised and checked before any weights load
+        if self.method.starts_from != "reference":
+            examples = training_examples(self.tokenizer, ctx.train_rows, self.cfg.train)
         base = models.load_base(self.cfg.model, self.cache, self.device)
         if self.method.starts_from == "reference":
             model = models.load_adapter(base, ctx.reference_adapter, trainable=True)
             self.prepare(ctx)
             model, log = self.method.post_train(model, ctx), []
         else:
-            from grasp_bench.train import train
-
             torch.manual_seed(self.cfg.seed)
             model = models.add_lora(base, self.cfg.model, self.cfg.seed)
             self.prepare(ctx)
-            model, log = train(model, self.tokenizer, self.method, ctx, on_log=logger.log_step)
+            model, log = train(model, self.tokenizer, self.method, ctx, on_log=logger.log_step, examples=examples)
         if not distributed.is_main():  # every rank trained the same weights; rank 0 writes them
             _free(model, base)
             return
@@ -186,7 +196,8 @@ class Run:
             if not (tmp / "adapter_config.json").exists():
                 self.tokenizer.save_pretrained(tmp)  # full weights: a self-contained checkpoint
         write_jsonl(self.dir / "train_log.jsonl", log)
-        stage.mark_done(final_loss=log[-1]["train/loss"] if log else None, steps=len(log))
+        stage.mark_done(final_loss=log[-1]["train/loss"] if log else None, steps=len(log),
+                        optim=effective_optim(self.cfg.train.optim))
         _free(model, base)
 
     def generate_stage(self) -> None:
@@ -194,8 +205,8 @@ class Run:
         if self.method.intervenes_at_eval and not getattr(generator, "runs_hooks", False):
             raise BadInput(f"method '{self.method.name}' applies hooks at generation time, which generator "
                            f"'{generator.name}' cannot run; use generator=hf")
-        out = self.dir / "generations.jsonl"
-        stage = self.stage("generate", out, slices(self.cfg)["generate"])
+        stage = self.stage("generate")
+        out = stage.output
         if stage.is_done():
             return
         rows = [r for split in load_eval(self.cfg.task).values() for r in split]
@@ -215,8 +226,8 @@ class Run:
 
     def judge_stage(self) -> Path:
         judge = self.judge
-        out = self.dir / "judgments" / f"{judge.name}.jsonl"
-        stage = self.stage("judge", out, slices(self.cfg)["judge"])
+        stage = self.stage("judge")
+        out = stage.output
         if not stage.is_done():
             scorers = {k: plain(v.scorers) for k, v in self.cfg.task.splits.items()}
             judge.run(read_jsonl(self.dir / "generations.jsonl"), scorers, out)
@@ -226,8 +237,8 @@ class Run:
     def metrics_stage(self, judgments: Path) -> dict:
         from grasp_bench.metrics import compute
 
-        out = self.dir / "metrics" / judgments.name.replace(".jsonl", ".json")
-        stage = self.stage("metrics", out, slices(self.cfg)["metrics"])
+        stage = self.stage("metrics")
+        out = stage.output
         if stage.is_done():
             return load_json(out)
         metrics = {
@@ -247,13 +258,18 @@ class Run:
         return metrics
 
 
-def ensure_reference(cfg: DictConfig) -> Path:
-    """The naive SFT run of the same task/model/seed, trained on demand (once, under a file lock)."""
+def ensure_reference_cfg(cfg: DictConfig) -> DictConfig:
+    """The config of the naive SFT run of the same task/model/seed."""
     ref_cfg = deepcopy(cfg)
     OmegaConf.set_struct(ref_cfg, False)
     ref_cfg.method = SFT
     ref_cfg.force = []
-    ref = Run(ref_cfg)
+    return ref_cfg
+
+
+def ensure_reference(cfg: DictConfig) -> Path:
+    """The naive SFT run of the same task/model/seed, trained on demand (once, under a file lock)."""
+    ref = Run(ensure_reference_cfg(cfg))
     ref.dir.mkdir(parents=True, exist_ok=True)
     with distributed.exclusive(ref.dir / ".train.lock"):
         if distributed.is_main() and not (ref.dir / "stages" / "train.json").exists():
