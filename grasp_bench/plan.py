@@ -203,11 +203,11 @@ def _lengths(tok_key: tuple, path: str, limit: int | None) -> tuple[tuple[int, i
     return tuple((len(p), len(a)) for p, a in (chat_ids(tok, r["messages"]) for r in load_rows(path, limit, train=True)))
 
 
-def stage_states(cfg: DictConfig) -> dict[str, str]:
+def stage_states(cfg: DictConfig, run=None) -> dict[str, str]:
     """Each stage of the run: done (a run skips it), to run, forced, or made with another config."""
     from grasp_bench.pipeline import Run
 
-    run = Run(cfg)
+    run = run or Run(cfg)
     states = {}
     for name in cfg.stages:
         if name == "train" and run.method.starts_from == "untrained":
@@ -259,7 +259,7 @@ def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_pa
     out["eval"] = splits
     out["judge"] = {"name": cfg.judge.name, "requests": sum(s["prompts"] * s["samples"] * s["scorers"]
                                                              for s in splits.values()) if remote else 0}
-    out["stages"] = stage_states(cfg)
+    out["stages"] = stage_states(cfg, run)
     if run.method.needs_reference or run.method.starts_from == "reference":
         ref = ensure_reference_cfg(cfg)
         out["reference"] = {"run": str(run_dir(ref)), "train": stage_states(ref)["train"]}
@@ -315,6 +315,21 @@ def format_job(i: int, job: DictConfig, p: dict) -> str:
     return "\n".join(lines)
 
 
+def format_total(plans: list[dict]) -> str:
+    """What the jobs still have to do: stages already done are not counted."""
+    todo = lambda p, stage: not p["stages"].get(stage, "").startswith(("done", "none"))
+    steps = sum(p["train"]["steps"] for p in plans if "train" in p and todo(p, "train"))
+    trained = sum(1 for p in plans if "train" in p and todo(p, "train"))
+    gens = sum(s["prompts"] * s["samples"] for p in plans if todo(p, "generate") for s in p["eval"].values())
+    requests = sum(p["judge"]["requests"] for p in plans if todo(p, "judge"))
+    runs = {p["run"] for p in plans}
+    extra = {p["reference"]["run"] for p in plans if "reference" in p} - runs
+    peak = max((p["memory"]["total"] for p in plans if p.get("memory")), default=0)
+    return (f"total to do: {trained} training run(s), {_n(steps)} optimizer steps; {_n(gens)} generations; "
+            f"{_n(requests)} judge requests" + (f"; peak GPU memory ~{peak / GB:.1f} GB" if peak else "")
+            + (f"; plus {len(extra)} naive SFT run(s) outside the sweep, trained on demand" if extra else ""))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="grasp-bench-plan", description=__doc__.split("\n\n")[0],
                                      epilog="Other arguments: grasp-bench's Hydra overrides (key=value, sweep=...).")
@@ -329,8 +344,12 @@ def main(argv: list[str] | None = None) -> None:
             raise BadInput(f"unknown option {bad[0]}; see grasp-bench-plan --help")
         jobs = expand(overrides, args.multirun)
         print(f"{len(jobs)} job(s)", flush=True)
+        plans = []
         for i, job in enumerate(jobs):
-            print(format_job(i, job, plan_job(job, args.tokenizer, args.model_config)), flush=True)
+            plans.append(plan_job(job, args.tokenizer, args.model_config))
+            print(format_job(i, job, plans[-1]), flush=True)
+        if len(plans) > 1:
+            print(format_total(plans))
     except BadInput as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
