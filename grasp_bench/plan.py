@@ -69,7 +69,8 @@ GB = 1e9
 
 
 def expand(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
-    """The composed config of every job `grasp-bench <overrides>` would run (with `-m`: `multirun`)."""
+    """The composed config of every job `grasp-bench <overrides>` would run (with `-m`: `multirun`): the steps of
+    Hydra's `Hydra.multirun` and `BasicSweeper.sweep` (hydra-core 1.3) up to launching, with the configured sweeper."""
     from hydra._internal.hydra import Hydra
     from hydra._internal.utils import create_config_search_path
     from hydra.core.global_hydra import GlobalHydra

@@ -83,6 +83,8 @@ def test_plan_cli_prints_every_job_and_fails_on_a_typo_with_exit_2(tmp_path):
     bad = plan("train.lrr=1")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "lrr" in bad.stderr
     assert not (tmp_path / "toy_rude").exists()
+    offline = plan("model=qwen2_5_7b_instruct")  # a hub tokenizer not in the cache: no download, one line
+    assert offline.returncode == 2 and "--tokenizer" in offline.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.skipif(not (MIRROR / "insecure.jsonl").exists(), reason="the emergent-misalignment data mirror")
