@@ -93,7 +93,7 @@ def tokenizer_source(path: str, cache: str | Path) -> tuple[str, dict]:
     the built-in models' checkpoint once built, before that the embedded GGUF (both use its tokenizer)."""
     kind, _, name = path.partition(":")
     if kind not in ("embedded", "tiny") or not name:
-        return path, {}
+        return resolve_path(path, cache), {}
     built = Path(cache).expanduser() / "models" / f"{kind}-{name}"
     if (built / "config.json").exists():
         return str(built), {}
