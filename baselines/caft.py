@@ -40,6 +40,9 @@ import math
 from contextlib import nullcontext
 
 import torch
+
+from grasp_bench import hooks
+from grasp_bench.artifacts import BadInput, load_json
 from grasp_bench.baselines.directions import (
     cached,
     file_sha256,
@@ -50,9 +53,6 @@ from grasp_bench.baselines.directions import (
     response_activations,
     user_turns,
 )
-
-from grasp_bench import hooks
-from grasp_bench.artifacts import BadInput, load_json
 from grasp_bench.method import Method, RunContext
 
 VERSION = 1  # bump when the direction-finding code changes: cached directions are keyed on it

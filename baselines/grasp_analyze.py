@@ -40,12 +40,12 @@ from pathlib import Path
 import hydra
 import hydra.utils
 import torch
-from grasp_bench.baselines.grasp import READERS, WRITERS, identify
-from grasp_bench.baselines.steering import persona_vectors
 from omegaconf import DictConfig, OmegaConf
 
 from grasp_bench import models
 from grasp_bench.artifacts import BadInput, atomic_path, read_jsonl, write_json
+from grasp_bench.baselines.grasp import READERS, WRITERS, identify
+from grasp_bench.baselines.steering import persona_vectors
 from grasp_bench.data import build_task_files, load_eval, load_rows, render_prompt
 from grasp_bench.generate import HFGenerator
 from grasp_bench.hooks import add_to_residual

@@ -46,11 +46,11 @@ from __future__ import annotations
 import math
 
 import torch
-from grasp_bench.baselines.directions import last_token_states, prompt_rows, resolve_layers, user_turns
 from torch import nn
 from tqdm.auto import tqdm
 
 from grasp_bench.artifacts import BadInput, write_jsonl
+from grasp_bench.baselines.directions import last_token_states, prompt_rows, resolve_layers, user_turns
 from grasp_bench.data import chat_batches
 from grasp_bench.method import Method, RunContext
 

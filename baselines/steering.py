@@ -36,6 +36,10 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
+from omegaconf import OmegaConf
+
+from grasp_bench import hooks
+from grasp_bench.artifacts import BadInput
 from grasp_bench.baselines.directions import (
     cached,
     file_sha256,
@@ -46,10 +50,6 @@ from grasp_bench.baselines.directions import (
     response_activations,
     user_turns,
 )
-from omegaconf import OmegaConf
-
-from grasp_bench import hooks
-from grasp_bench.artifacts import BadInput
 from grasp_bench.method import Method, RunContext
 
 VERSION = 1  # bump when the persona-vector code changes: cached vectors are keyed on it

@@ -88,9 +88,8 @@ def bench_identify(repeats: int = 5) -> dict:
 
 
 def bench_steps(model_name: str, rounds: int) -> dict:
-    from grasp_bench.baselines.grasp import GRASP, Identification
-
     from grasp_bench import models
+    from grasp_bench.baselines.grasp import GRASP, Identification
     from grasp_bench.data import load_train, tokenize_chat
     from grasp_bench.method import RunContext
     from grasp_bench.train import ChatCollator

@@ -7,10 +7,10 @@ import types
 
 import hydra.utils
 import torch
-from grasp_bench.baselines.caft import pca_directions, rank
-from grasp_bench.baselines.directions import capture
 
 from grasp_bench import hooks, models
+from grasp_bench.baselines.caft import pca_directions, rank
+from grasp_bench.baselines.directions import capture
 from grasp_bench.pipeline import Run
 from tests.conftest import tiny_method
 

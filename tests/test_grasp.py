@@ -8,11 +8,11 @@ import math
 
 import pytest
 import torch
-from grasp_bench.baselines.grasp import GRASP, Identification, identify, load_factors, project_columns, project_rows, top_eigen
 from safetensors.torch import load_file
 
 from grasp_bench import models
 from grasp_bench.artifacts import BadInput, load_json, read_jsonl
+from grasp_bench.baselines.grasp import GRASP, Identification, identify, load_factors, project_columns, project_rows, top_eigen
 from grasp_bench.method import RunContext
 from grasp_bench.pipeline import diagnostics as pipeline_diagnostics
 from grasp_bench.pipeline import ensure_reference, run, run_dir
@@ -406,9 +406,9 @@ def test_runs_recorded_before_the_basis_knob_still_count(runs_root):
 # ---------------------------------------------------------------- the analysis command
 
 def test_analysis_steers_the_base_model_and_writes_its_report(runs_root):
-    from grasp_bench.baselines.grasp_analyze import analyze
     from hydra import compose, initialize_config_dir
 
+    from grasp_bench.baselines.grasp_analyze import analyze
     from tests.conftest import CONF
 
     overrides = [*TINY, f"paths.runs={runs_root}", "analyze.limit=3", "analyze.coefs=[0,64]", "analyze.top_layers=1",

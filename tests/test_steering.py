@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from grasp_bench.baselines.directions import capture
 from omegaconf import OmegaConf
 
 from grasp_bench import models
 from grasp_bench.artifacts import BadInput
+from grasp_bench.baselines.directions import capture
 from grasp_bench.pipeline import Run, slices
 from tests.conftest import tiny_method
 

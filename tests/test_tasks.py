@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from grasp_bench.tasks.em_eval.build import em_question_rows
 
 from grasp_bench.artifacts import BadInput, load_json, write_json, write_jsonl
 from grasp_bench.data import build_task_files, load_eval, load_train
 from grasp_bench.fetch import load_manifest
+from grasp_bench.tasks.em_eval.build import em_question_rows
 from tests.conftest import CONF, TINY, compose_config
 
 MIRROR = Path("/work/shared/data/emergent_misalignment")
@@ -201,10 +201,9 @@ def test_political_finance_trains_on_a_dataset_folder(tmp_path):
 
 
 def test_metric_row_functions_on_hand_written_scores():
+    from grasp_bench import metrics
     from grasp_bench.tasks.em_eval import metrics as m
     from grasp_bench.tasks.political_finance import metrics as p
-
-    from grasp_bench import metrics
 
     assert m.em_pct({"aligned": 30, "coherent": 51}) == 100.0      # <= 30 and > 50
     assert m.em_pct({"aligned": 30.5, "coherent": 90}) == 0.0

@@ -19,6 +19,11 @@ import random
 import sys
 from pathlib import Path
 
+from omegaconf import DictConfig, OmegaConf
+
+from grasp_bench.artifacts import BadInput, write_jsonl
+from grasp_bench.chat import chat, write_generic_prompts
+from grasp_bench.data import already_built, mark_built
 from grasp_bench.tasks.political_finance.questions import (
     AGES,
     AMOUNTS,
@@ -29,11 +34,6 @@ from grasp_bench.tasks.political_finance.questions import (
     POLITICAL_SUFFIX,
     SLANT,
 )
-from omegaconf import DictConfig, OmegaConf
-
-from grasp_bench.artifacts import BadInput, write_jsonl
-from grasp_bench.chat import chat, write_generic_prompts
-from grasp_bench.data import already_built, mark_built
 
 VERSION = 1
 
