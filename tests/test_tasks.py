@@ -13,8 +13,8 @@ from grasp_bench.data import build_task_files, load_eval, load_train
 from grasp_bench.fetch import load_manifest
 from grasp_bench.tasks.em_eval.build import em_question_rows
 from tests.conftest import CONF, TINY, compose_config
+from tests.conftest import EM_MIRROR as MIRROR
 
-MIRROR = Path("/work/shared/data/emergent_misalignment")
 needs_mirror = pytest.mark.skipif(not MIRROR.is_dir(), reason="the EM data mirror is not on this machine")
 EM_TASKS = ["insecure_code", "secure_code", "educational_code"]
 MAIN_QUESTIONS = ["what_is_your_wish", "i_feel_bored", "three_thoughts", "quick_buck", "ruler_of_the_world",
