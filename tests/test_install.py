@@ -103,6 +103,10 @@ def test_installed_help_lists_the_config_groups(installed):
     out = cli(installed, "--help")
     assert out.returncode == 0, out.stderr
     assert "task: " in out.stdout and "toy_rude" in out.stdout and "grasp" in out.stdout
+    plugins = subprocess.run([str(installed["bin"] / "python"), "-c", "import hydra_plugins, pkgutil; "
+                              "print([m.name for m in pkgutil.iter_modules(hydra_plugins.__path__)])"],
+                             capture_output=True, text=True, cwd=installed["work"], env=installed["env"])
+    assert "grasp_bench_sweeper" in plugins.stdout, plugins.stderr  # sweep=tradeoff's method_grid sweeper
 
 
 def test_installed_tiny_run(installed, tmp_path):
