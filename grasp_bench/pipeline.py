@@ -7,6 +7,8 @@
 
 Each stage is skipped when its output exists and was made with the same config slice (a different one is
 an error naming the key), so a rerun after a kill completes the run and a new judge reuses old generations.
+A method's diagnostics (`ctx.diagnostics`) are kept in the record of the stage that made them
+(stages/<stage>.json) and reported by the metrics stage.
 """
 
 from __future__ import annotations

@@ -48,6 +48,16 @@ def test_the_core_never_imports_a_plugin(path):
     assert not bad, f"{path.name} imports {bad}"
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "tasks").glob("*/*.py")) + sorted((REPO / "baselines").glob("*.py")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_plugins_use_each_others_public_names_and_tasks_never_import_tasks(path):
+    own = f"grasp_bench.{path.parent.parent.name}.{path.parent.name}" if path.parent.parent.name == "tasks" else None
+    for m in imported_modules(path):
+        assert not m.rsplit(".", 1)[-1].startswith("_") or m.startswith("__"), f"{path}: private {m}"
+        if own is not None and m.startswith("grasp_bench.tasks."):
+            assert m.startswith(own), f"{path} imports another task: {m}"
+
+
 def test_the_core_import_graph_is_acyclic():
     graph, state, path = core_graph(), {}, []
 
