@@ -32,7 +32,7 @@ def _basis(direction: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def project(h: torch.Tensor, Q: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
     """h - gamma * (h Q) Q^T along the last dimension; Q (d, k) has orthonormal columns. The one projection
-    operator: activations, gradients and (as `baselines.grasp.project_rows`) a LoRA reader's A."""
+    operator: activations, gradients and (GRASP's `project_rows`) a LoRA reader's A."""
     return h - gamma * (h @ Q) @ Q.T
 
 
