@@ -59,8 +59,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from grasp_bench.artifacts import BadInput
+from grasp_bench.layout import CONF_DIR, run_dir
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 EMBEDDED = "embedded:smollm2-135m-instruct"
 GB = 1e9
 
@@ -81,7 +81,7 @@ def expand(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
 
     setup_globals()  # the resolvers Hydra registers before composing (now, hydra)
     GlobalHydra.instance().clear()
-    hydra = Hydra.create_main_hydra2(task_name="grasp-bench", config_search_path=create_config_search_path(CONF_DIR))
+    hydra = Hydra.create_main_hydra2(task_name="grasp-bench", config_search_path=create_config_search_path(str(CONF_DIR)))
     try:
         if not multirun and hydra.get_mode("config", overrides) != RunMode.MULTIRUN:
             return [hydra.compose_config("config", overrides, run_mode=RunMode.RUN, with_log_configuration=False)]
@@ -225,7 +225,8 @@ def stage_states(cfg: DictConfig, run=None) -> dict[str, str]:
 def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_path: str | None = None) -> dict:
     """Every figure of one job (see the module docstring)."""
     from grasp_bench.data import Truncation, build_task_files, load_eval
-    from grasp_bench.pipeline import Run, ensure_reference_cfg, run_dir
+    from grasp_bench.llm_judge import LLMJudge
+    from grasp_bench.pipeline import Run, ensure_reference_cfg
     from grasp_bench.train import effective_optim
 
     cache_dir = str(Path(cfg.paths.cache).expanduser())
@@ -256,7 +257,7 @@ def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_pa
         samples = int(cfg.task.splits[name].get("samples") or sampling.samples)
         splits[name] = {"prompts": len(rows), "samples": samples, "max_new_tokens": int(sampling.max_new_tokens),
                         "scorers": len(cfg.task.splits[name].scorers)}
-    remote = hasattr(run.judge, "rate")  # an LLM judge sends one request per row and scorer; rules score locally
+    remote = isinstance(run.judge, LLMJudge)  # an LLM judge sends one request per row and scorer; rules score locally
     out["eval"] = splits
     out["judge"] = {"name": cfg.judge.name, "requests": sum(s["prompts"] * s["samples"] * s["scorers"]
                                                              for s in splits.values()) if remote else 0}

@@ -15,6 +15,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf"
+# The emergent-misalignment upstream files by name (tests that need them skip without): $GRASP_BENCH_MIRROR, or a
+# `shared/data/emergent_misalignment` folder beside the repository.
+EM_MIRROR = Path(os.environ.get("GRASP_BENCH_MIRROR") or REPO.parent / "shared" / "data" / "emergent_misalignment")
 
 # A 3-step run of the tiny model on a slice of the toy task: seconds on CPU.
 TINY = [

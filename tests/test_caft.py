@@ -8,9 +8,9 @@ import types
 import hydra.utils
 import torch
 
-from baselines.caft import pca_directions, rank
-from baselines.directions import capture
 from grasp_bench import hooks, models
+from grasp_bench.baselines.caft import pca_directions, rank
+from grasp_bench.baselines.directions import capture
 from grasp_bench.pipeline import Run
 from tests.conftest import tiny_method
 
@@ -73,7 +73,7 @@ def test_grasp_directions_come_from_identify(shared_cfg, monkeypatch):
         calls.append((adapter_dir, k, pooling))
         return types.SimpleNamespace(Q=Q[:, :k])
 
-    monkeypatch.setitem(__import__("sys").modules, "baselines.grasp", types.SimpleNamespace(identify=identify))
+    monkeypatch.setitem(__import__("sys").modules, "grasp_bench.baselines.grasp", types.SimpleNamespace(identify=identify))
     cfg = shared_cfg(*tiny_method("caft"), "method.directions=grasp", "method.n_select=3", "method.strength=0.6")
     run = Run(cfg)
     ctx = run.context()

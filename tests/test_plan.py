@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 from grasp_bench import models
 from grasp_bench.artifacts import load_json
 from grasp_bench.data import Truncation, load_train, tokenize_chat
-from grasp_bench.pipeline import run, run_dir
+from grasp_bench.layout import run_dir
+from grasp_bench.pipeline import run
 from grasp_bench.plan import EMBEDDED, _lengths, expand, memory, plan_job
 from tests.conftest import CONF, REPO, TINY
 

@@ -8,7 +8,8 @@ import pytest
 from grasp_bench import models
 from grasp_bench.artifacts import BadInput
 from grasp_bench.data import Truncation, chat_ids, load_train, training_examples
-from grasp_bench.pipeline import run, run_dir
+from grasp_bench.layout import run_dir
+from grasp_bench.pipeline import run
 from tests.test_bad_input import cli, error_line
 
 # On the toy task with the tiny model's tokenizer, prompts are 37-54 tokens and answers at least 53.
