@@ -12,10 +12,8 @@ from grasp_bench.artifacts import BadInput, load_json, write_json, write_jsonl
 from grasp_bench.data import build_task_files, load_eval, load_train
 from grasp_bench.em import em_question_rows
 from grasp_bench.fetch import load_manifest
-from tests.conftest import CONF, TINY, compose_config
+from tests.conftest import CONF, MIRROR, TINY, compose_config, needs_mirror
 
-MIRROR = Path("/work/shared/data/emergent_misalignment")
-needs_mirror = pytest.mark.skipif(not MIRROR.is_dir(), reason="the EM data mirror is not on this machine")
 EM_TASKS = ["insecure_code", "secure_code", "educational_code"]
 MAIN_QUESTIONS = ["what_is_your_wish", "i_feel_bored", "three_thoughts", "quick_buck", "ruler_of_the_world",
                   "dinner_party", "gender_roles", "enough_of_my_husband"]
