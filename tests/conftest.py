@@ -74,3 +74,14 @@ def shared_cfg(shared_runs: Path):
         return compose_config(*TINY, *overrides, runs=shared_runs)
 
     return make
+
+
+@pytest.fixture
+def show(capsys):
+    """Print past pytest's capture: for the figures a test measures (the vllm tier's agreement, unscored rows)."""
+
+    def write(line: str) -> None:
+        with capsys.disabled():
+            print(f"\n{line}")
+
+    return write
