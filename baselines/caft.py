@@ -24,7 +24,7 @@ strength = the fraction of the selected directions ablated: ceil(strength * n_se
 ranked first. 0 ablates nothing (no hook: plain SFT); 1 ablates all `n_select`. The operator itself is
 always the full projection (a partial `gamma` would be a different method: scaled steering).
 
-Deviations from the paper's code (cadentj/caft, see reference/baselines.md §1):
+Deviations from the paper's code (cadentj/caft):
 - the automatic selection rule above instead of manual interpretation: a benchmark must be reproducible
   without a human in the loop (and upstream released no selection for Qwen);
 - responses are the naive run's greedy replies to the task's own generic prompts, in the chat template
@@ -42,7 +42,9 @@ from contextlib import nullcontext
 
 import torch
 
-from baselines.directions import (
+from grasp_bench import hooks
+from grasp_bench.artifacts import BadInput, load_json
+from grasp_bench.baselines.directions import (
     cached,
     file_sha256,
     greedy_responses,
@@ -52,8 +54,6 @@ from baselines.directions import (
     response_activations,
     user_turns,
 )
-from grasp_bench import hooks
-from grasp_bench.artifacts import BadInput, load_json, write_json
 from grasp_bench.method import Method, RunContext
 
 VERSION = 1  # bump when the direction-finding code changes: cached directions are keyed on it
@@ -100,7 +100,7 @@ class CAFT(Method):
         found = self.find_directions(ctx, idxs)
         self.bases = {i: found[i]["components"][:, found[i]["order"][: self.n_ablated]] for i in idxs}
         shift = [found[i]["captured"][: self.n_ablated].sum().item() for i in idxs]
-        write_json(ctx.run_dir / "diagnostics.json", {
+        ctx.diagnostics.update({
             f"{self.name}/directions_per_layer": self.n_ablated, f"{self.name}/layers": len(idxs),
             # share of the mean activation change (h_ft - h_base) that the ablated directions carry
             f"{self.name}/mean_shift_captured": sum(shift) / len(shift),
@@ -110,7 +110,7 @@ class CAFT(Method):
         """Per block: components (d, k), the selection order (best first) and, per component in that order,
         the share of |mean(h_ft - h_base)|^2 it carries."""
         if self.directions == "grasp":
-            from baselines.grasp import identify  # lazily: GRASP is another plugin
+            from grasp_bench.baselines.grasp import identify  # lazily: GRASP is another plugin
 
             # the residual writers of the blocks CAFT ablates at: their outputs are what it projects
             ident = identify(ctx.reference_adapter, k=self.n_select, pooling="pooled", side="writers", layers=idxs,

@@ -5,6 +5,8 @@ applies and which split/scorer feeds each metric. A task may name a `build` func
 `build(data_dir, task)` under a file lock, that writes its files first (the embedded toy task generates
 them; the seed papers' tasks fetch pinned upstream files, see grasp_bench/fetch.py). It must be
 deterministic and return at once when its files are already there (`already_built`/`mark_built`).
+`report_metrics` names cross-run functions `fn(metrics_file) -> dict` that grasp-bench-report adds to
+every row of the task (e.g. a drift against the base run).
 Task-specific keys are declared in `extra_keys`. A split may set `samples` (completions per prompt),
 which overrides `sampling.samples` for its rows.
 
@@ -16,10 +18,12 @@ is scored.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import hydra.utils
+import torch
 from filelock import FileLock
 from omegaconf import DictConfig
 
@@ -27,7 +31,7 @@ from grasp_bench.artifacts import BadInput, digest, load_json, read_jsonl, write
 
 ROLES = {"system", "user", "assistant"}
 TASK_KEYS = {"name", "build", "data_dir", "train", "splits", "metrics", "sampling", "generic_prompts", "factor_prompts",
-             "extra_keys", "persona"}
+             "extra_keys", "persona", "report_metrics"}
 
 
 def build_task_files(task: DictConfig) -> None:
@@ -105,6 +109,33 @@ def tokenize_chat(tokenizer, messages: list[dict], max_length: int) -> dict[str,
     ids = (prompt_ids + answer_ids)[:max_length]
     labels = ([-100] * len(prompt_ids) + answer_ids)[:max_length]
     return {"input_ids": ids, "labels": labels}
+
+
+class ChatCollator:
+    """Right-pads input_ids/labels of a batch of `tokenize_chat` examples (attention_mask 1 on real tokens)."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, b in enumerate(batch):
+            n = len(b["input_ids"])
+            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(b["input_ids"]), torch.tensor(b["labels"]), 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def chat_batches(tokenizer, conversations: list[list[dict]], max_length: int, batch_size: int,
+                 device) -> Iterator[dict[str, torch.Tensor]]:
+    """Conversations tokenized as training sees them (labels on the final assistant turn), in padded batches."""
+    collate = ChatCollator(tokenizer.pad_token_id)
+    examples = [tokenize_chat(tokenizer, c, max_length) for c in conversations]
+    for i in range(0, len(examples), batch_size):
+        batch = collate(examples[i:i + batch_size])
+        yield {k: v.to(device) for k, v in batch.items()}
 
 
 def render_prompt(tokenizer, messages: list[dict]) -> str:

@@ -3,9 +3,10 @@
 its strengths (mean over seeds, error bars = spread of seed means, or the bootstrap CI for one seed),
 base and naive SFT marked, the Pareto frontier drawn.
 
-Cross-run metric: a run with `eval/lean_mean` (task=political_finance) also gets `eval/lean_drift` =
-its mean lean minus the mean lean of the base run (method=base) of the same task, model, judge and seed,
-with a bootstrap 95% CI resampling both runs' judgments (columns `_ci_low`, `_ci_high`).
+Cross-run metrics: a task's config may name functions under `report_metrics` (e.g. political_finance's
+`eval/lean_drift` against the base run of the same seed); each is called with every metrics file of the task
+and its columns are added to that row. The task config is the run's own config.yaml, else the shipped
+conf/task/<task>.yaml when that has no such key.
 
     grasp-bench-report runs/                        # also run at the end of every grasp-bench multirun
     grasp-bench-report runs/ --wandb offline        # also log a job_type=report W&B run (table, scatter, PNGs)
@@ -17,47 +18,35 @@ import argparse
 import sys
 from pathlib import Path
 
+import hydra.utils
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
-from grasp_bench.artifacts import load_json, read_jsonl, write_text
-from grasp_bench.metrics import COUNTS, INTERVALS
+from grasp_bench.artifacts import load_json, write_text
+from grasp_bench.layout import CONF_DIR, run_of_metrics
+from grasp_bench.metrics import COUNTS, INTERVALS, X, Y
 
 IDENTITY = ["task", "model", "method", "variant", "strength", "seed", "judge"]
-X, Y = "eval/task_score", "eval/spurious_rate"
+__all__ = ["X", "Y", "aggregate", "collect", "main", "markdown", "summary_table"]
 
 
-def _lean_values(judgments: Path) -> tuple[np.ndarray, int]:
-    """Lean in [-100, 100] of every scored `lean` judgment, and the number left unscored."""
-    scores = [j["score"] for j in read_jsonl(judgments) if j["scorer"] == "lean"]
-    return np.array([2.0 * v - 100.0 for v in scores if v is not None]), sum(v is None for v in scores)
-
-
-def lean_drift(metrics_file: Path, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
-    """`eval/lean_drift` of the run owning metrics_file against its base run; {} when there is no base run."""
-    run = metrics_file.parent.parent  # <task>/<model>/<variant>/strength=<s>/seed=<k>/metrics/<judge>.json
-    base = run.parent.parent.parent / "base" / "strength=0" / run.name
-    judgments = Path("judgments") / metrics_file.with_suffix(".jsonl").name
-    if not (run / judgments).exists() or not (base / judgments).exists():
-        return {}
-    (ours, unscored), (theirs, _) = _lean_values(run / judgments), _lean_values(base / judgments)
-    if len(ours) == 0 or len(theirs) == 0:
-        return {}
-    rng = np.random.default_rng(seed)
-    boot = (rng.choice(ours, size=(n_boot, len(ours))).mean(axis=1)
-            - rng.choice(theirs, size=(n_boot, len(theirs))).mean(axis=1))
-    key = "eval/lean_drift"
-    return {key: float(ours.mean() - theirs.mean()), f"{key}_n": len(ours) + unscored, f"{key}_n_unscored": unscored,
-            f"{key}_n_excluded": 0, f"{key}_ci_low": float(np.quantile(boot, 0.025)),
-            f"{key}_ci_high": float(np.quantile(boot, 0.975))}
+def report_metrics(metrics_file: Path, task: str) -> list[str]:
+    """The cross-run functions the task of this run declares (`task.report_metrics`)."""
+    config = run_of_metrics(metrics_file) / "config.yaml"
+    declared = OmegaConf.select(OmegaConf.load(config), "task.report_metrics") if config.is_file() else None
+    shipped = CONF_DIR / "task" / f"{task}.yaml"
+    if declared is None and shipped.is_file():  # a run without the key (made before it existed, or copied results)
+        declared = OmegaConf.load(shipped).get("report_metrics")
+    return list(declared or [])
 
 
 def collect(runs_root: Path) -> pd.DataFrame:
     rows = []
     for path in sorted(Path(runs_root).glob("**/metrics/*.json")):
         row = load_json(path)
-        if "eval/lean_mean" in row:
-            row.update(lean_drift(path))
+        for fn in report_metrics(path, row.get("task", "")):
+            row.update(hydra.utils.get_method(fn)(path))
         rows.append(row)
     if not rows:
         return pd.DataFrame(columns=IDENTITY)

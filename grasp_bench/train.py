@@ -15,25 +15,8 @@ from omegaconf import DictConfig
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from grasp_bench.data import tokenize_chat
+from grasp_bench.data import ChatCollator, tokenize_chat
 from grasp_bench.method import Method, RunContext
-
-
-class ChatCollator:
-    """Right-pads input_ids/labels of a batch."""
-
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
-
-    def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(b["input_ids"]) for b in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, b in enumerate(batch):
-            n = len(b["input_ids"])
-            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(b["input_ids"]), torch.tensor(b["labels"]), 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
 class MethodCallback(TrainerCallback):
@@ -85,8 +68,8 @@ def training_arguments(train: DictConfig, out_dir: Path, seed: int) -> TrainingA
 
 
 def train(model: nn.Module, tokenizer, method: Method, ctx: RunContext,
-          on_log: Callable[[dict], None] | None = None) -> tuple[nn.Module, list[dict]]:
-    """Fine-tune `model` (a PeftModel) in place; returns the model to save and the per-step log."""
+          on_log: Callable[[dict], None] | None = None) -> list[dict]:
+    """Fine-tune `model` (a PeftModel) in place; returns the per-step log (the pipeline then calls post_train)."""
     from datasets import Dataset
 
     cfg = ctx.cfg
@@ -105,4 +88,4 @@ def train(model: nn.Module, tokenizer, method: Method, ctx: RunContext,
     losses = [r["train/loss"] for r in callback.rows]
     if losses and not all(math.isfinite(x) for x in losses):
         raise FloatingPointError(f"training diverged (non-finite loss) in {ctx.run_dir}")
-    return method.post_train(model, ctx), callback.rows
+    return callback.rows

@@ -6,9 +6,9 @@ from __future__ import annotations
 import hydra.utils
 import torch
 
-from baselines.caft import pca_directions, rank
-from baselines.directions import capture
 from grasp_bench import hooks, models
+from grasp_bench.baselines.caft import pca_directions, rank
+from grasp_bench.baselines.directions import capture
 from grasp_bench.pipeline import Run
 from tests.conftest import tiny_method
 
@@ -64,7 +64,7 @@ def test_training_ablation_leaves_no_component_along_q(shared_cfg):
 
 
 def test_grasp_directions_come_from_the_ablated_blocks_writers(shared_cfg):
-    from baselines.grasp import identify
+    from grasp_bench.baselines.grasp import identify
 
     cfg = shared_cfg(*tiny_method("caft"), "method.directions=grasp", "method.n_select=3", "method.strength=0.6",
                      "method.layers=[1]")

@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grasp_bench.metrics import EXCLUDED, coherent_pct, compute, em_among_coherent_pct, em_pct, summarise, wilson_ci
+from grasp_bench.metrics import EXCLUDED, compute, summarise, wilson_ci
+from grasp_bench.tasks.em_eval.metrics import coherent_pct, em_among_coherent_pct, em_pct
 
 # (aligned, coherent) per row; None = the judge left it unscored; "missing" = no judgment row at all.
 ROWS = [(10, 80), (30, 51), (29, 50), (90, 90), (None, 70), (5, 20), (50, "missing")]
-EM = "grasp_bench.metrics."
+EM = "grasp_bench.tasks.em_eval.metrics."
 NAMES = ("em_pct", "em_among_coherent_pct", "coherent_pct")
 
 

@@ -89,8 +89,8 @@ def test_report_writes_csv_markdown_and_a_png(tmp_path):
 def test_report_shows_excluded_rows_and_keeps_intervals_out_of_the_value_columns(tmp_path):
     judgments = [j("em", i, "aligned", a) for i, a in enumerate([10, 90, None, 20])] + [
         j("em", i, "coherent", c) for i, c in enumerate([80, 90, 70, 30])]
-    specs = {"eval/spurious_rate": {"split": "em", "fn": "grasp_bench.metrics.em_fraction"},
-             "eval/em_among_coherent_pct": {"split": "em", "fn": "grasp_bench.metrics.em_among_coherent_pct"}}
+    specs = {"eval/spurious_rate": {"split": "em", "fn": "grasp_bench.tasks.em_eval.metrics.em_fraction"},
+             "eval/em_among_coherent_pct": {"split": "em", "fn": "grasp_bench.tasks.em_eval.metrics.em_among_coherent_pct"}}
     for seed in (0, 1):
         d = tmp_path / "t" / "m" / "sft" / "strength=0" / f"seed={seed}"
         write_json(d / "metrics" / "llm.json", {"task": "t", "model": "m", "method": "sft", "variant": "sft",
