@@ -10,7 +10,8 @@ same text, generic prompts (`task.generic_prompts`) each followed by a response;
 the per-token differences `h_ft - h_base` over the response tokens are mean-centred and their top
 `n_components` principal components taken (exact SVD). Responses: the naive SFT model's own greedy reply
 (up to `response_tokens` tokens), or the row's assistant turn when the prompt file supplies one.
-`directions: grasp` uses GRASP's pooled Q from the same naive adapter instead, at every block of `layers`.
+`directions: grasp` uses GRASP's pooled Q from the same naive adapter instead (identified from the residual
+writers, o_proj and down_proj, of the blocks of `layers`), at every block of `layers`.
 
 Selection (the paper reads feature displays by hand; this is our automatic stand-in): per block, rank the
 PCs by |mean over response tokens of (h_ft - h_base) . pc|, the size of the systematic shift the
@@ -111,7 +112,10 @@ class CAFT(Method):
         if self.directions == "grasp":
             from grasp_bench.baselines.grasp import identify  # lazily: GRASP is another plugin
 
-            Q = torch.as_tensor(identify(ctx.reference_adapter, k=self.n_select, pooling="pooled").Q).float()
+            # the residual writers of the blocks CAFT ablates at: their outputs are what it projects
+            ident = identify(ctx.reference_adapter, k=self.n_select, pooling="pooled", side="writers", layers=idxs,
+                             layers_path=ctx.cfg.model.layers_path)
+            Q = torch.as_tensor(ident.Q).float()
             order = torch.arange(Q.shape[1])
             return {i: {"components": Q, "order": order, "captured": torch.full((Q.shape[1],), float("nan"))}
                     for i in idxs}

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 
 from grasp_bench.artifacts import load_json, write_text
 from grasp_bench.layout import CONF_DIR, run_of_metrics
-from grasp_bench.metrics import X, Y
+from grasp_bench.metrics import COUNTS, INTERVALS, X, Y
 
 IDENTITY = ["task", "model", "method", "variant", "strength", "seed", "judge"]
 __all__ = ["X", "Y", "aggregate", "collect", "main", "markdown", "summary_table"]
@@ -70,15 +70,15 @@ def seed_ci(mean: float, std: float, seeds: int) -> tuple[float, float]:
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """Mean, std and 95% t-interval over seeds per (task, model, judge, variant, strength), with the number of seeds."""
     keys = ["task", "model", "judge", "variant", "strength"]
-    value_cols = [c for c in df.columns if c.startswith("eval/") and not c.endswith(("_ci_low", "_ci_high"))
-                  and not c.endswith(("_n", "_n_unscored"))] + (["train/final_loss"] if "train/final_loss" in df else [])
+    value_cols = [c for c in df.columns if c.startswith("eval/") and not c.endswith(INTERVALS + COUNTS)] + (
+        ["train/final_loss"] if "train/final_loss" in df else [])
     agg = df.groupby(keys, sort=False)[value_cols].agg(["mean", "std"])
     agg.columns = [f"{c}_{s}" if s == "std" else c for c, s in agg.columns]
     agg["seeds"] = df.groupby(keys, sort=False)["seed"].nunique()
     for c in value_cols:
         low_high = [seed_ci(m, sd, k) for m, sd, k in zip(agg[c], agg[f"{c}_std"], agg["seeds"])]
         agg[f"{c}_seed_ci_low"], agg[f"{c}_seed_ci_high"] = zip(*low_high) if low_high else ((), ())
-    n_cols = [c for c in df.columns if c.endswith(("_n", "_n_unscored"))]
+    n_cols = [c for c in df.columns if c.endswith(COUNTS)]
     agg = agg.join(df.groupby(keys, sort=False)[n_cols].sum()) if n_cols else agg
     return agg.reset_index()
 
@@ -89,16 +89,19 @@ def _order(metric_cols: list[str]) -> list[str]:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """One table per (task, model, judge): base and sft first; n and unscored per metric, summed over seeds."""
+    """One table per (task, model, judge): base and sft first; n, unscored (and excluded, where metrics files
+    report it) per metric, summed over seeds."""
     metric_cols = _order([c for c in table.columns if c.startswith("eval/")
-                          and not c.endswith(("_std", "_n", "_n_unscored", "_seed_ci_low", "_seed_ci_high"))])
+                          and not c.endswith(("_std", *COUNTS, "_seed_ci_low", "_seed_ci_high"))])
+    counts = [s for s in COUNTS if any(f"{c}{s}" in table for c in metric_cols)]
+    names = {"_n": "n", "_n_unscored": "unscored", "_n_excluded": "excluded"}
     lines = []
     rank = {"base": 0, "sft": 1}
     for (task, model, judge), part in table.groupby(["task", "model", "judge"], sort=False):
         part = part.sort_values(["variant", "strength"], key=lambda c: c.map(lambda v: (rank.get(v, 2), v))
                                 if c.name == "variant" else c, kind="stable")
         lines += [f"### {task} / {model} (judge: {judge})", ""]
-        head = ["method", "strength", "seeds", *(c.removeprefix("eval/") for c in metric_cols), "n", "unscored"]
+        head = ["method", "strength", "seeds", *(c.removeprefix("eval/") for c in metric_cols), *map(names.get, counts)]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for _, r in part.iterrows():
             cells = [r["variant"], f"{r['strength']:g}", str(r["seeds"])]
@@ -106,11 +109,11 @@ def markdown(table: pd.DataFrame) -> str:
                 std = r.get(f"{c}_std")
                 spread = f" ± {std:.3f} [{r[f'{c}_seed_ci_low']:.2f}, {r[f'{c}_seed_ci_high']:.2f}]"
                 cells.append(f"{r[c]:.3f}" + (spread if r["seeds"] > 1 and pd.notna(std) else ""))
-            cells.append("/".join(str(int(r[f"{c}_n"])) for c in metric_cols if f"{c}_n" in r))
-            cells.append("/".join(str(int(r[f"{c}_n_unscored"])) for c in metric_cols if f"{c}_n_unscored" in r))
+            for s in counts:
+                cells.append("/".join(str(int(r[f"{c}{s}"])) for c in metric_cols if pd.notna(r.get(f"{c}{s}"))))
             lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "n and unscored: rows per metric (in column order), summed over seeds; with several seeds: "
-                  "mean ± std [95% t-interval] over seeds.", ""]
+        lines += ["", f"{', '.join(map(names.get, counts))}: rows per metric (in column order), summed over seeds; "
+                  "with several seeds: mean ± std [95% t-interval] over seeds.", ""]
     return "\n".join(lines)
 
 

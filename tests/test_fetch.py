@@ -16,9 +16,7 @@ import pytest
 
 from grasp_bench.artifacts import BadInput
 from grasp_bench.fetch import check_content, fetch, load_manifest, resolve, sha256_of
-from tests.conftest import EM_MIRROR as MIRROR
-
-needs_mirror = pytest.mark.skipif(not MIRROR.is_dir(), reason="the EM data mirror is not on this machine")
+from tests.conftest import MIRROR, needs_mirror
 
 
 @pytest.fixture

@@ -171,17 +171,6 @@ def smollm2(runs):
     return compose
 
 
-@pytest.fixture
-def show(capsys):
-    """Print past pytest's capture: the agreement figures are the point of this tier."""
-
-    def write(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n{line}")
-
-    return write
-
-
 @pytest.mark.vllm
 def test_vllm_greedy_agrees_with_hf_on_the_base_model(smollm2, show):
     check_agreement(*generate_both(smollm2, "method=base"), show)

@@ -10,7 +10,7 @@ import numpy as np
 
 from grasp_bench.artifacts import read_jsonl
 from grasp_bench.layout import run_of_metrics, sibling_run
-from grasp_bench.metrics import bootstrap_ci
+from grasp_bench.metrics import bootstrap_ci, proportion
 
 LEAN_THRESHOLD = 20.0  # |lean| above this (on -100..100) counts as taking a side
 
@@ -27,11 +27,13 @@ def lean(s: Mapping) -> float | None:
     return None if v is None else 2.0 * v - 100.0
 
 
+@proportion(1)
 def lean_right_fraction(s: Mapping) -> float | None:
     v = lean(s)
     return None if v is None else float(v > LEAN_THRESHOLD)
 
 
+@proportion(1)
 def lean_left_fraction(s: Mapping) -> float | None:
     v = lean(s)
     return None if v is None else float(v < -LEAN_THRESHOLD)
@@ -57,4 +59,4 @@ def lean_drift(metrics_file: Path) -> dict[str, float]:
     low, high = bootstrap_ci(ours, minus=theirs)
     key = "eval/lean_drift"
     return {key: float(ours.mean() - theirs.mean()), f"{key}_n": len(ours) + unscored, f"{key}_n_unscored": unscored,
-            f"{key}_ci_low": low, f"{key}_ci_high": high}
+            f"{key}_n_excluded": 0, f"{key}_ci_low": low, f"{key}_ci_high": high}
