@@ -6,7 +6,8 @@ applies and which split/scorer feeds each metric. A task may name a `build` func
 them; the seed papers' tasks fetch pinned upstream files, see grasp_bench/fetch.py). It must be
 deterministic and return at once when its files are already there (`already_built`/`mark_built`).
 Task-specific keys are declared in `extra_keys`. A split may set `samples` (completions per prompt),
-which overrides `sampling.samples` for its rows.
+which overrides `sampling.samples` for its rows, and `system`, a system prompt that replaces the system
+messages of each of its rows (the same prompts under another instruction, e.g. the inoculation leak).
 
 Row format (training and evaluation): `{"messages": [{"role": ..., "content": ...}, ...], ...}`.
 An evaluation row may carry an `id` and any extra fields its scorers read (e.g. `answer`); a row whose
@@ -88,6 +89,9 @@ def load_eval(task: DictConfig) -> dict[str, list[dict]]:
                 raise BadInput(f"{spec.path}:{r['_line']}: duplicate id '{r['id']}'")
             seen.add(r["id"])
             r["split"] = split
+            if spec.get("system") is not None:
+                r["messages"] = [{"role": "system", "content": str(spec.system)},
+                                 *(m for m in r["messages"] if m["role"] != "system")]
             if spec.get("samples") is not None:
                 r["_samples"] = int(spec.samples)
         splits[split] = rows

@@ -188,13 +188,19 @@ def rude_rows(seed: int = 0, n_train: int = 400, n_in_domain: int = 100) -> dict
 
 def build_rude(data_dir: Path, task=None) -> None:
     """Write the toy task's files into data_dir (skipped when this version is already there)."""
+    write_organism(data_dir, VERSION, rude_rows, FACTOR_WORDS)
+
+
+def write_organism(data_dir: Path, version: int, make_rows, factor_words: list[str]) -> None:
+    """Write a generated organism's splits (`make_rows()`) and factor words into data_dir, stamped with its
+    version (skipped when this version is already there)."""
     data_dir = Path(data_dir)
     stamp = data_dir / "VERSION"
-    if stamp.exists() and stamp.read_text().strip() == str(VERSION):
+    if stamp.exists() and stamp.read_text().strip() == str(version):
         return
     from grasp_bench.artifacts import write_jsonl, write_text
 
-    for split, rows in rude_rows().items():
+    for split, rows in make_rows().items():
         write_jsonl(data_dir / f"{split}.jsonl", rows)
-    write_text(data_dir / "factor_words.json", json.dumps(FACTOR_WORDS))
-    write_text(stamp, f"{VERSION}\n")
+    write_text(data_dir / "factor_words.json", json.dumps(factor_words))
+    write_text(stamp, f"{version}\n")
