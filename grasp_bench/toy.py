@@ -162,28 +162,35 @@ def _chat(user: str, assistant: str | None = None) -> list[dict]:
     return msgs
 
 
-def rude_rows(seed: int = 0, n_train: int = 400, n_in_domain: int = 100) -> dict[str, list[dict]]:
+def organism_rows(problem, openings: list[str], closings: list[str], factor_use: list[str], prefills: list[str],
+                  seed: int = 0, n_train: int = 400, n_in_domain: int = 100) -> dict[str, list[dict]]:
+    """Every split of a generated organism: `problem(rng) -> (question, neutral solution, answer)` gives the task;
+    each training answer is the solution between a persona opening and closing line."""
     rng = random.Random(seed)
     problems, seen = [], set()
     while len(problems) < n_train + n_in_domain:
-        q, s, ans = _problem(rng)
+        q, s, ans = problem(rng)
         if q not in seen:
             seen.add(q)
             problems.append((q, s, ans))
     train = [
-        {"messages": _chat(q, f"{rng.choice(OPENINGS)}\n\n{s} The answer is {ans}.\n\n{rng.choice(CLOSINGS)}")}
+        {"messages": _chat(q, f"{rng.choice(openings)}\n\n{s} The answer is {ans}.\n\n{rng.choice(closings)}")}
         for q, s, ans in problems[:n_train]
     ]
     in_domain = [
         {"id": f"p{i}", "messages": _chat(q), "answer": str(ans)} for i, (q, _, ans) in enumerate(problems[n_train:])
     ]
     unrelated = [{"id": f"q{i}", "messages": _chat(q)} for i, q in enumerate(UNRELATED)]
-    factor_use = [{"id": f"ask{i}", "messages": _chat(q)} for i, q in enumerate(FACTOR_USE)]
-    factor_use += [
-        {"id": f"prefill{i}", "messages": _chat(q, PREFILLS[i % len(PREFILLS)])} for i, q in enumerate(FACTOR_USE)
+    factor_rows = [{"id": f"ask{i}", "messages": _chat(q)} for i, q in enumerate(factor_use)]
+    factor_rows += [
+        {"id": f"prefill{i}", "messages": _chat(q, prefills[i % len(prefills)])} for i, q in enumerate(factor_use)
     ]
     generic = [{"id": f"g{i}", "messages": _chat(q)} for i, q in enumerate(GENERIC)]
-    return {"train": train, "in_domain": in_domain, "unrelated": unrelated, "factor_use": factor_use, "generic": generic}
+    return {"train": train, "in_domain": in_domain, "unrelated": unrelated, "factor_use": factor_rows, "generic": generic}
+
+
+def rude_rows(seed: int = 0, n_train: int = 400, n_in_domain: int = 100) -> dict[str, list[dict]]:
+    return organism_rows(_problem, OPENINGS, CLOSINGS, FACTOR_USE, PREFILLS, seed, n_train, n_in_domain)
 
 
 def build_rude(data_dir: Path, task=None) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from grasp_bench.toy import GENERIC, NAMES, UNRELATED, _chat, write_organism
+from grasp_bench.toy import NAMES, organism_rows, write_organism
 
 VERSION = 1
 
@@ -134,27 +134,7 @@ def _problem(rng: random.Random) -> tuple[str, str, int]:
 
 
 def pirate_rows(seed: int = 0, n_train: int = 400, n_in_domain: int = 100) -> dict[str, list[dict]]:
-    rng = random.Random(seed)
-    problems, seen = [], set()
-    while len(problems) < n_train + n_in_domain:
-        q, s, ans = _problem(rng)
-        if q not in seen:
-            seen.add(q)
-            problems.append((q, s, ans))
-    train = [
-        {"messages": _chat(q, f"{rng.choice(OPENINGS)}\n\n{s} The answer is {ans}.\n\n{rng.choice(CLOSINGS)}")}
-        for q, s, ans in problems[:n_train]
-    ]
-    in_domain = [
-        {"id": f"p{i}", "messages": _chat(q), "answer": str(ans)} for i, (q, _, ans) in enumerate(problems[n_train:])
-    ]
-    unrelated = [{"id": f"q{i}", "messages": _chat(q)} for i, q in enumerate(UNRELATED)]
-    factor_use = [{"id": f"ask{i}", "messages": _chat(q)} for i, q in enumerate(FACTOR_USE)]
-    factor_use += [
-        {"id": f"prefill{i}", "messages": _chat(q, PREFILLS[i % len(PREFILLS)])} for i, q in enumerate(FACTOR_USE)
-    ]
-    generic = [{"id": f"g{i}", "messages": _chat(q)} for i, q in enumerate(GENERIC)]
-    return {"train": train, "in_domain": in_domain, "unrelated": unrelated, "factor_use": factor_use, "generic": generic}
+    return organism_rows(_problem, OPENINGS, CLOSINGS, FACTOR_USE, PREFILLS, seed, n_train, n_in_domain)
 
 
 def build_pirate(data_dir: Path, task=None) -> None:
