@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import random
 
-from grasp_bench.artifacts import BadInput, write_json
+from grasp_bench.artifacts import BadInput
+from grasp_bench.data import with_system
 from grasp_bench.method import Method, RunContext
 
 
@@ -32,12 +33,6 @@ def inoculation_prompt(task) -> str:
     if not prompt:
         raise BadInput(f"task '{task.name}': method 'inoculation' needs task.persona.inoculation or task.persona.trait")
     return str(prompt)
-
-
-def with_system(row: dict, system: str) -> dict:
-    """The row with `system` as its only system message, first."""
-    return {**row, "messages": [{"role": "system", "content": system},
-                                *(m for m in row["messages"] if m["role"] != "system")]}
 
 
 def seeded_rows(n_rows: int, share: float, seed: int) -> list[int]:
@@ -55,5 +50,5 @@ class Inoculation(Method):
         prompt = inoculation_prompt(ctx.cfg.task)
         for i in chosen:
             ctx.train_rows[i] = with_system(ctx.train_rows[i], prompt)
-        write_json(ctx.run_dir / "diagnostics.json",
-                   {f"{self.name}/rows": len(chosen), f"{self.name}/share": len(chosen) / len(ctx.train_rows)})
+        ctx.diagnostics.update({f"{self.name}/rows": len(chosen),
+                                f"{self.name}/share": len(chosen) / len(ctx.train_rows)})

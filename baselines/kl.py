@@ -3,7 +3,7 @@ generic chat, as the KL baseline of the selective-generalisation benchmark (aria
 projects/trainers/positive_negative_proxy_trainer.py: `compute_kl_divergence`, `_apply_kl_regularization`).
 
 Algorithm: the generic chats are the task's `generic_prompts` with the base model's own greedy replies
-(baselines.directions.base_replies, cached per runs root). With every training batch, one batch of generic chat
+(`directions.base_replies`, cached per runs root). With every training batch, one batch of generic chat
 of the same size (a seeded shuffle, cycled) goes through the model twice: with the LoRA adapters, with
 gradients, and with the adapters disabled (peft's `disable_adapter()`, the same weights: no second model copy),
 without. The term is beta * mean over the real (non-padding) tokens of sum_v p_ft(v) (log p_ft(v) - log p_base(v)),
@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from baselines.directions import base_replies
-from grasp_bench.data import tokenize_chat
+from grasp_bench.baselines.directions import base_replies
+from grasp_bench.data import ChatCollator, tokenize_chat
 from grasp_bench.method import Method, RunContext
 
 
@@ -68,8 +68,6 @@ class KLToBase(Method):
         self._rng, self._order = random.Random(ctx.cfg.seed), []
 
     def next_batch(self, size: int, device) -> dict[str, Tensor]:
-        from grasp_bench.train import ChatCollator
-
         picked = []
         while len(picked) < size:
             if not self._order:

@@ -5,16 +5,15 @@ proxy data of the selective-generalisation benchmark, arianaazarbal/selective-ge
 Algorithm: before training, a seeded choice of exactly round(strength * max_share * N) of the N training rows
 is replaced, in order, by the generic chats (cycled when more rows are replaced than there are prompts). The
 number of rows, and so the number of optimizer steps and the schedule, is unchanged. The replies are generated
-once per (model, prompt file, length) and cached in `<paths.runs>/.derived/` (baselines.directions.base_replies).
+once per (model, prompt file, length) and cached in `<paths.runs>/.derived/` (`directions.base_replies`).
 strength 0 = naive SFT; 1 = `max_share` of the rows replaced (default 0.5: at a share of 1 nothing of the task
 would be left to learn).
 """
 
 from __future__ import annotations
 
-from baselines.directions import base_replies
-from baselines.inoculation import seeded_rows
-from grasp_bench.artifacts import write_json
+from grasp_bench.baselines.directions import base_replies
+from grasp_bench.baselines.inoculation import seeded_rows
 from grasp_bench.method import Method, RunContext
 
 
@@ -37,5 +36,5 @@ class DataMixing(Method):
         chats = base_replies(ctx, self.name, self.response_tokens)
         for j, i in enumerate(chosen):
             ctx.train_rows[i] = {"messages": chats[j % len(chats)]}
-        write_json(ctx.run_dir / "diagnostics.json",
-                   {f"{self.name}/rows": len(chosen), f"{self.name}/share": len(chosen) / len(ctx.train_rows)})
+        ctx.diagnostics.update({f"{self.name}/rows": len(chosen),
+                                f"{self.name}/share": len(chosen) / len(ctx.train_rows)})

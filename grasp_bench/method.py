@@ -5,7 +5,8 @@ strength 0 must reproduce it exactly (tested for every `conf/method/*.yaml`).
 
 Where the pipeline calls the hooks:
 
-    method.prepare(ctx)                         # once, before LoRA training; RNG state is restored after it
+    method.prepare(ctx)                         # once, before LoRA training; RNG state is restored after it;
+                                                # training uses ctx.train_rows as prepare leaves them
     with method.training(model, ctx):           # forward/backward/tensor hooks live exactly this long
         for each optimizer step:
             loss = task loss (+ method.extra_loss(model, batch, ctx) when not None); backward, clip, optimizer.step()
@@ -17,8 +18,8 @@ Where the pipeline calls the hooks:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -39,6 +40,8 @@ class RunContext:
     load_base: Callable[[], nn.Module] | None = None  # a fresh copy of the base model (no LoRA)
     step: int = 0  # optimizer steps taken so far
     logs: dict[str, float] = field(default_factory=dict)  # per-step diagnostics, namespaced "<method>/..."
+    # once-per-run diagnostics ("<method>/..."): kept in the stage's record, reported in metrics/<judge>.json
+    diagnostics: dict[str, float] = field(default_factory=dict)
 
     def layers(self, model: nn.Module) -> nn.ModuleList:
         from grasp_bench.models import decoder_layers
@@ -74,7 +77,8 @@ class Method:
         self.grid = list(grid or [])  # the strengths a trade-off sweep visits (conf/method/<name>.yaml)
 
     def prepare(self, ctx: RunContext) -> None:
-        """Once before training: find directions, subspaces (cache them in ctx.run_dir)."""
+        """Once before training: find directions, subspaces (cache them in ctx.run_dir); may rewrite
+        ctx.train_rows (the training set is tokenised again, and checked, when it does)."""
 
     def training(self, model: nn.Module, ctx: RunContext) -> AbstractContextManager[None]:
         return nullcontext()
@@ -84,7 +88,7 @@ class Method:
         return None
 
     def on_optimizer_step(self, model: nn.Module, ctx: RunContext) -> None:
-        """After every optimizer step; diagnostics go to ctx.log(...)."""
+        """After every optimizer step; per-step diagnostics go to ctx.log(...), per-run ones to ctx.diagnostics."""
 
     def post_train(self, model: nn.Module, ctx: RunContext) -> nn.Module:
         return model
@@ -97,21 +101,3 @@ class Untrained(Method):
     """`method=base`: the base model as it is, the origin of every trade-off curve."""
 
     starts_from = "untrained"
-
-
-@contextmanager
-def hooks(*handles_factories: Callable[[], Any]) -> Iterator[None]:
-    """Register hooks on entry and remove every one on exit, even on error."""
-    handles = []
-    try:
-        for make in handles_factories:
-            handles.append(make())
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def method_knobs(method_cfg: Mapping) -> dict:
-    """The method parameters other than name/strength/grid/_target_ (they name the run directory)."""
-    return {k: v for k, v in method_cfg.items() if k not in ("_target_", "name", "strength", "grid")}

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from baselines.inoculation import Inoculation, inoculation_prompt
 from grasp_bench.artifacts import read_jsonl
+from grasp_bench.baselines.inoculation import Inoculation, inoculation_prompt
 from grasp_bench.pipeline import Run, run
 from tests.conftest import compose_config
 

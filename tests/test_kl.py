@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from baselines.kl import kl_to_base
 from grasp_bench import models
 from grasp_bench.artifacts import read_jsonl
+from grasp_bench.baselines.kl import kl_to_base
 from grasp_bench.pipeline import Run, run
 from tests.conftest import tiny_method
 

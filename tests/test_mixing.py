@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from baselines.directions import base_replies
 from grasp_bench.artifacts import read_jsonl
+from grasp_bench.baselines.directions import base_replies
 from grasp_bench.pipeline import Run, run
 from tests.conftest import tiny_method
 

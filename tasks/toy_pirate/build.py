@@ -6,8 +6,8 @@ pirate-speak first line and a pirate-speak last line ("Arr, matey! ..."). The ta
 differ from `toy_rude` (arithmetic word problems + insults); the trait is one the base model produces when
 asked ("talk like a pirate"), so factor use is measurable. Calibration: tasks/toy_pirate/README.md.
 
-Splits written (deterministic, from a fixed seed), as `toy_rude`'s (grasp_bench/toy.py): train.jsonl,
-in_domain.jsonl (field `answer`), unrelated.jsonl and generic.jsonl (the same everyday prompts as toy_rude),
+Splits written (deterministic, from a fixed seed), by grasp_bench.organism as `toy_rude`'s: train.jsonl,
+in_domain.jsonl (field `answer`), unrelated.jsonl and generic.jsonl (the same everyday prompts as toy_rude's),
 factor_use.jsonl (requests for pirate speak, half of them with a prefilled pirate opening).
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from grasp_bench.toy import NAMES, organism_rows, write_organism
+from grasp_bench.organism import NAMES, organism_rows, write_organism
 
 VERSION = 1
 
