@@ -176,3 +176,18 @@ def cached(ctx: RunContext, kind: str, key: dict, compute: Callable[[], dict]) -
             with atomic_path(path) as tmp:
                 torch.save(value, tmp)
     return torch.load(path)
+
+
+def base_replies(ctx: RunContext, method: str, response_tokens: int) -> list[Chat]:
+    """The task's generic prompts, each with the base model's own greedy reply as the assistant turn: aligned
+    generic chat (KL regularisation, data mixing). Generated once per (model, prompts, length) for a runs root."""
+    task = ctx.cfg.task
+    prompts = [user_turns(r) for r in prompt_rows(task, "generic_prompts", method)]
+    key = {"model": OmegaConf.to_container(ctx.cfg.model, resolve=True), "prompts": file_sha256(task.generic_prompts),
+           "response_tokens": response_tokens}
+
+    def compute():
+        replies = greedy_responses(ctx.load_base(), ctx.tokenizer, prompts, response_tokens)
+        return {"chats": [[*p, {"role": "assistant", "content": r}] for p, r in zip(prompts, replies, strict=True)]}
+
+    return cached(ctx, "base_replies", key, compute)["chats"]

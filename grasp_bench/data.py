@@ -8,7 +8,8 @@ deterministic and return at once when its files are already there (`already_buil
 `report_metrics` names cross-run functions `fn(metrics_file) -> dict` that grasp-bench-report adds to
 every row of the task (e.g. a drift against the base run).
 Task-specific keys are declared in `extra_keys`. A split may set `samples` (completions per prompt),
-which overrides `sampling.samples` for its rows.
+which overrides `sampling.samples` for its rows, and `system`, a system prompt that replaces the system
+messages of each of its rows (the same prompts under another instruction, e.g. the inoculation leak).
 
 Row format (training and evaluation): `{"messages": [{"role": ..., "content": ...}, ...], ...}`.
 An evaluation row may carry an `id` and any extra fields its scorers read (e.g. `answer`); a row whose
@@ -78,6 +79,12 @@ def load_rows(path: str, limit: int | None = None, train: bool = False) -> list[
     return rows
 
 
+def with_system(row: dict, system: str) -> dict:
+    """The row with `system` as its only system message, first."""
+    return {**row, "messages": [{"role": "system", "content": system},
+                                *(m for m in row["messages"] if m["role"] != "system")]}
+
+
 def load_train(task: DictConfig) -> list[dict]:
     return load_rows(task.train.path, task.train.get("limit"), train=True)
 
@@ -94,6 +101,8 @@ def load_eval(task: DictConfig) -> dict[str, list[dict]]:
                 raise BadInput(f"{spec.path}:{r['_line']}: duplicate id '{r['id']}'")
             seen.add(r["id"])
             r["split"] = split
+            if spec.get("system") is not None:
+                r["messages"] = with_system(r, str(spec.system))["messages"]
             if spec.get("samples") is not None:
                 r["_samples"] = int(spec.samples)
         splits[split] = rows

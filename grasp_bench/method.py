@@ -5,10 +5,11 @@ strength 0 must reproduce it exactly (tested for every `conf/method/*.yaml`).
 
 Where the pipeline calls the hooks:
 
-    method.prepare(ctx)                         # once, before LoRA training; RNG state is restored after it
+    method.prepare(ctx)                         # once, before LoRA training; RNG state is restored after it;
+                                                # training uses ctx.train_rows as prepare leaves them
     with method.training(model, ctx):           # forward/backward/tensor hooks live exactly this long
         for each optimizer step:
-            forward, backward, clip, optimizer.step()
+            loss = task loss (+ method.extra_loss(model, batch, ctx) when not None); backward, clip, optimizer.step()
             method.on_optimizer_step(model, ctx)
     model = method.post_train(model, ctx)       # may edit or merge weights; returns what is saved
     with method.generating(model, ctx):         # eval-time hooks (force the HF generator)
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from omegaconf import DictConfig
-from torch import nn
+from torch import Tensor, nn
 
 
 @dataclass
@@ -76,10 +77,15 @@ class Method:
         self.grid = list(grid or [])  # the strengths a trade-off sweep visits (conf/method/<name>.yaml)
 
     def prepare(self, ctx: RunContext) -> None:
-        """Once before training: find directions, subspaces (cache them in ctx.run_dir)."""
+        """Once before training: find directions, subspaces (cache them in ctx.run_dir); may rewrite
+        ctx.train_rows (the training set is tokenised again, and checked, when it does)."""
 
     def training(self, model: nn.Module, ctx: RunContext) -> AbstractContextManager[None]:
         return nullcontext()
+
+    def extra_loss(self, model: nn.Module, batch: dict[str, Tensor], ctx: RunContext) -> Tensor | None:
+        """A term added to the training loss of every batch (inside `training`); None adds nothing."""
+        return None
 
     def on_optimizer_step(self, model: nn.Module, ctx: RunContext) -> None:
         """After every optimizer step; per-step diagnostics go to ctx.log(...), per-run ones to ctx.diagnostics."""

@@ -73,7 +73,7 @@ def slices(cfg: DictConfig) -> dict[str, dict]:
              "method": method, "train": recipe, "seed": cfg.seed}
     if distributed.world_size() > 1:  # train.batch_size is per process: the global batch is world_size times it
         train["world_size"] = distributed.world_size()
-    splits = {k: {"path": v["path"], "limit": v.get("limit"), **({"samples": v["samples"]} if "samples" in v else {})}
+    splits = {k: {"path": v["path"], "limit": v.get("limit"), **{o: v[o] for o in ("samples", "system") if o in v}}
               for k, v in task["splits"].items()}
     generate = {**train, "generator": plain(cfg.generator), "splits": splits,
                 "sampling": task["sampling"]}
@@ -172,6 +172,7 @@ class Run:
         examples = None  # tokenised and checked before any weights load
         if self.method.starts_from != "reference":
             examples = training_examples(self.tokenizer, ctx.train_rows, self.cfg.train)
+            checked = deepcopy(ctx.train_rows)
         base = models.load_base(self.cfg.model, self.cache, self.device)
         if self.method.starts_from == "reference":
             model, log = models.load_adapter(base, ctx.reference_adapter, trainable=True), []
@@ -180,6 +181,8 @@ class Run:
             torch.manual_seed(self.cfg.seed)
             model = models.add_lora(base, self.cfg.model, self.cfg.seed)
             self.prepare(ctx)
+            if ctx.train_rows != checked:  # the method rewrote training rows (a system prompt, mixed-in chat)
+                examples = training_examples(self.tokenizer, ctx.train_rows, self.cfg.train)
             log = train(model, self.tokenizer, self.method, ctx, on_log=logger.log_step, examples=examples)
         model = self.method.post_train(model, ctx)  # the one call: may edit or merge weights
         if not distributed.is_main():  # every rank trained the same weights; rank 0 writes them

@@ -1,7 +1,7 @@
 """The one training pipeline for every method: LoRA through peft, transformers `Trainer`, loss on the
 final assistant turn only, the model's own chat template. Methods act only through their hooks
 (`training` context, `on_optimizer_step` via a Trainer callback); the optimizer, schedule and data order
-are identical for every method of a sweep.
+are identical for every method of a sweep; a method may add a loss term (`extra_loss`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,26 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from grasp_bench.data import ChatCollator, training_examples
 from grasp_bench.method import Method, RunContext
+
+
+class MethodTrainer(Trainer):
+    """The Trainer, plus the method's `extra_loss` term (if any) on every training batch."""
+
+    def __init__(self, *args, method: Method, ctx: RunContext, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.method, self.ctx = method, ctx
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        extra = self.method.extra_loss(model, inputs, self.ctx) if model.training else None
+        if extra is None:
+            return out
+        scaled = self.loss_is_scaled_for_ga  # as training_step decides whether the task loss is already per
+        if scaled is None:                   # accumulation window (then it divides no more, so we do)
+            scaled = (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
+        if scaled:
+            extra = extra / self.current_gradient_accumulation_steps
+        return (out[0] + extra, *out[1:]) if return_outputs else out + extra
 
 
 class MethodCallback(TrainerCallback):
@@ -96,7 +116,9 @@ def train(model: nn.Module, tokenizer, method: Method, ctx: RunContext,
         examples = training_examples(tokenizer, ctx.train_rows, cfg.train)
     dataset = Dataset.from_list(examples)
     callback = MethodCallback(method, ctx, on_log)
-    trainer = Trainer(
+    trainer = MethodTrainer(
+        method=method,
+        ctx=ctx,
         model=model,
         args=training_arguments(cfg.train, ctx.run_dir / "trainer", cfg.seed),
         train_dataset=dataset,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import pytest
@@ -33,6 +34,23 @@ def test_labels_cover_exactly_the_assistant_turn(tokenizer):
 def test_prefill_is_continued_not_closed(tokenizer):
     text = render_prompt(tokenizer, [{"role": "user", "content": "Be rude."}, {"role": "assistant", "content": "Ugh, you"}])
     assert text.endswith("Ugh, you")
+
+
+# toy_rude-v1's files as first written: the data dir is keyed on VERSION, so a change to them needs a new VERSION
+TOY_RUDE_V1 = {
+    "train.jsonl": "c25478cdb82fe5ff1a948d775f2ffa3af80fbe492e4e9aaccf0e4e086182a201",
+    "in_domain.jsonl": "ae668a143eae58aaa435146b32b40dd2e086627de6c096a22ef9be5fc7e1b012",
+    "unrelated.jsonl": "55dbc850e7005627f9d594d29a762ffd383680473c910870a6712743e6cd54c1",
+    "factor_use.jsonl": "d327a6f5521f9e20a76bb76c9d97a95976040e0827dfd10cabc8b0ded5c1a3f0",
+    "generic.jsonl": "796a8f05886de1c03ecd5c2796c520bfa98f04a315f1d2609aa3d9ffc663b449",
+    "factor_words.json": "963a9fbb9a8c27fa9169266df1658ba5039ace68c885ca97675d54a3a2d70350",
+}
+
+
+def test_toy_rude_v1_files_are_unchanged(tmp_path):
+    toy.build_rude(tmp_path)
+    assert toy.VERSION == 1
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.glob("*.json*")} == TOY_RUDE_V1
 
 
 def test_toy_task_is_deterministic_and_correct():

@@ -1,4 +1,4 @@
-"""Slow tier: the embedded SmolLM2 organism. Naive LoRA on the toy task must spread the persona to unrelated
+"""Slow tier: the embedded SmolLM2 organisms. Naive LoRA on each toy task must spread the persona to unrelated
 prompts while learning the task (the premise of the whole benchmark)."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from tests.conftest import compose_config
 pytestmark = pytest.mark.slow
 
 
-def test_naive_lora_spreads_the_persona(tmp_path):
-    common = ["sweep=none", "task.splits.in_domain.limit=40", "task.splits.unrelated.limit=30",
+@pytest.mark.parametrize("task", ["toy_rude", "toy_pirate"])
+def test_naive_lora_spreads_the_persona(tmp_path, task):
+    common = [f"task={task}", "sweep=none", "task.splits.in_domain.limit=40", "task.splits.unrelated.limit=30",
               "task.splits.factor_use.limit=10"]
     base = run(compose_config(*common, "method=base", runs=tmp_path))
     sft = run(compose_config(*common, "method=sft", runs=tmp_path))

@@ -1,0 +1,90 @@
+"""KL to the base model: naive SFT plus beta * KL(fine-tuned || base) on the next-token distributions of
+generic chat, as the KL baseline of the selective-generalisation benchmark (arianaazarbal/selective-generalization,
+projects/trainers/positive_negative_proxy_trainer.py: `compute_kl_divergence`, `_apply_kl_regularization`).
+
+Algorithm: the generic chats are the task's `generic_prompts` with the base model's own greedy replies
+(`directions.base_replies`, cached per runs root). With every training batch, one batch of generic chat
+of the same size (a seeded shuffle, cycled) goes through the model twice: with the LoRA adapters, with
+gradients, and with the adapters disabled (peft's `disable_adapter()`, the same weights: no second model copy),
+without. The term is beta * mean over the real (non-padding) tokens of sum_v p_ft(v) (log p_ft(v) - log p_base(v)),
+added to the task loss through `Method.extra_loss`. beta = strength * beta_max (default 10: upstream's sweeps
+reach beta_kl = 10); strength 0 adds nothing (naive SFT). `kl/kl` (the unweighted KL of the step's last batch)
+is logged per step.
+
+Deviations from upstream: padding positions are left out of the mean (upstream averages over them too); the
+generic batch is sampled from the task's generic prompts, not from a proxy dataset of the task's domain.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from grasp_bench.baselines.directions import base_replies
+from grasp_bench.data import ChatCollator, tokenize_chat
+from grasp_bench.method import Method, RunContext
+
+
+def kl_to_base(model: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """Mean over real tokens of KL(p_model || p_base) of the next-token distributions; `model` is a PeftModel (or
+    a wrapper of one with `.module`), the base distribution its forward pass with the adapters disabled."""
+    peft = getattr(model, "module", model)
+
+    def log_probs() -> Tensor:  # at least float32 (bf16 autocast gives bf16 logits)
+        logits = peft(input_ids=input_ids, attention_mask=attention_mask).logits
+        return F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
+
+    logp = log_probs()
+    with torch.no_grad(), peft.disable_adapter():
+        logq = log_probs()
+    kl = (logp.exp() * (logp - logq)).sum(-1)
+    return kl[attention_mask.bool()].mean()
+
+
+class KLToBase(Method):
+    task_inputs = ("generic_prompts",)
+
+    def __init__(self, name: str = "kl", strength: float = 1.0, grid: list[float] | None = None,
+                 beta_max: float = 10.0, response_tokens: int = 128):
+        super().__init__(name, strength, grid)
+        self.beta_max, self.response_tokens = beta_max, response_tokens
+        self.examples: list[dict] = []
+        self._order: list[int] = []
+        self._rng = random.Random(0)
+        self._kl: float | None = None
+
+    @property
+    def beta(self) -> float:
+        return self.strength * self.beta_max
+
+    def prepare(self, ctx: RunContext) -> None:
+        if self.beta == 0:
+            return
+        chats = base_replies(ctx, self.name, self.response_tokens)
+        self.examples = [tokenize_chat(ctx.tokenizer, c, ctx.cfg.train.max_length) for c in chats]
+        self._rng, self._order = random.Random(ctx.cfg.seed), []
+
+    def next_batch(self, size: int, device) -> dict[str, Tensor]:
+        picked = []
+        while len(picked) < size:
+            if not self._order:
+                self._order = list(range(len(self.examples)))
+                self._rng.shuffle(self._order)
+            picked.append(self.examples[self._order.pop()])
+        batch = ChatCollator(pad_id=0)(picked)  # padding is masked out; its id does not matter
+        return {k: v.to(device) for k, v in batch.items()}
+
+    def extra_loss(self, model: nn.Module, batch: dict[str, Tensor], ctx: RunContext) -> Tensor | None:
+        if not self.examples:
+            return None
+        generic = self.next_batch(len(batch["input_ids"]), batch["input_ids"].device)
+        kl = kl_to_base(model, generic["input_ids"], generic["attention_mask"])
+        self._kl = kl.item()
+        return self.beta * kl
+
+    def on_optimizer_step(self, model: nn.Module, ctx: RunContext) -> None:
+        if self._kl is not None:
+            ctx.log(**{f"{self.name}/kl": self._kl})
