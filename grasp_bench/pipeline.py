@@ -21,7 +21,7 @@ import hydra.utils
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from grasp_bench import distributed, models
+from grasp_bench import device, distributed, models
 from grasp_bench.artifacts import (
     BadInput,
     Stage,
@@ -39,6 +39,8 @@ from grasp_bench.method import Method, RunContext, method_knobs
 from grasp_bench.tracking import make_logger
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# Train keys added later, at the value that reproduces what runs recorded before them were made with.
+TRAIN_DEFAULTS = {"batching": "padded"}
 # Judge settings that change how fast scores arrive, never what they are: not part of a stage's identity.
 OPERATIONAL = {"concurrency", "timeout_s", "max_attempts", "backoff_s", "max_backoff_s", "cache_dir", "batch_size"}
 SFT = {"_target_": "grasp_bench.method.Method", "name": "sft", "strength": 0.0}
@@ -74,7 +76,7 @@ def slices(cfg: DictConfig) -> dict[str, dict]:
     task_keys = ("name", "train", *getattr(hydra.utils.get_class(cfg.method._target_), "task_inputs", ()))
     method = {k: v for k, v in plain(cfg.method).items() if k != "grid"}  # the grid is sweep metadata
     train = {"task": {k: task.get(k) for k in task_keys}, "model": plain(cfg.model),
-             "method": method, "train": plain(cfg.train), "seed": cfg.seed}
+             "method": method, "train": device.resolved_train(plain(cfg.train)), "seed": cfg.seed}
     if distributed.world_size() > 1:  # train.batch_size is per process: the global batch is world_size times it
         train["world_size"] = distributed.world_size()
     splits = {k: {"path": v["path"], "limit": v.get("limit"), **({"samples": v["samples"]} if "samples" in v else {})}
@@ -127,7 +129,7 @@ class Run:
     def stage(self, name: str, output: Path, config_slice: dict) -> Stage:
         # a knob at its default names no run directory, and a run recorded before the knob existed still counts
         return Stage(self.dir, name, output, config_slice, force=name in self.cfg.force,
-                     defaults={"method": method_defaults(self.cfg.method.name)})
+                     defaults={"method": method_defaults(self.cfg.method.name), "train": TRAIN_DEFAULTS})
 
     def context(self) -> RunContext:
         ctx = RunContext(cfg=self.cfg, run_dir=self.dir, tokenizer=self.tokenizer,
@@ -186,7 +188,9 @@ class Run:
             if not (tmp / "adapter_config.json").exists():
                 self.tokenizer.save_pretrained(tmp)  # full weights: a self-contained checkpoint
         write_jsonl(self.dir / "train_log.jsonl", log)
-        stage.mark_done(final_loss=log[-1]["train/loss"] if log else None, steps=len(log))
+        shares = [r["train/useful_token_share"] for r in log if r.get("train/useful_token_share") is not None]
+        stage.mark_done(final_loss=log[-1]["train/loss"] if log else None, steps=len(log),
+                        useful_token_share=sum(shares) / len(shares) if shares else None)
         _free(model, base)
 
     def generate_stage(self) -> None:
@@ -270,7 +274,9 @@ def run(cfg: DictConfig) -> dict:
     r.dir.mkdir(parents=True, exist_ok=True)  # every rank: a method's prepare() may cache files in it
     if main:
         write_text(r.dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        write_json(r.dir / "env.json", environment())
+        train = device.resolved_train(plain(cfg.train))  # what `auto` is on this machine
+        write_json(r.dir / "env.json", {**environment(), "train_precision": train["precision"],
+                                        "train_batching": train["batching"], "native_bf16": device.native_bf16()})
     logger = make_logger(cfg.logger if main else None, cfg=cfg, run_dir=r.dir)
     exit_code = 1  # until every stage returned: a failed job shows as failed in the tracker
     try:
