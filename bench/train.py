@@ -243,6 +243,8 @@ def main() -> None:
     p.add_argument("--modes", default="padded,padding_free")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--runs", default="/tmp/grasp-bench-bench-train")
+    p.add_argument("--merge", action="store_true", help="keep the other modes already in --out")
+    p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -259,17 +261,22 @@ def main() -> None:
 
     tok = models.load_tokenizer(cfg.model, cfg.paths.cache)
     toy = [tokenize_chat(tok, r["messages"], cfg.train.max_length) for r in load_train(cfg.task)]
-    result = {"command": "PYTHONPATH=$PWD python bench/train.py " + " ".join(sys.argv[1:]), "machine": machine(),
+    mirror = "GRASP_BENCH_MIRROR=<the EM files> " if os.environ.get("GRASP_BENCH_MIRROR") else ""
+    result = {"command": f"{mirror}PYTHONPATH=$PWD python bench/train.py " + " ".join(sys.argv[1:]), "machine": machine(),
               "model": cfg.model.name, "task": cfg.task.name, "batch_size": cfg.train.batch_size,
               "precision": resolve_precision(cfg.train.precision),
               "useful_token_share": shares(cfg, tok, toy), "steps": {}}
     result["git_commit"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
                                           text=True).stdout.strip()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge and out.exists():
+        result["steps"] = json.loads(out.read_text())["steps"]
+        result["command"] += f" (other modes: {json.loads(out.read_text())['command']})"
     for mode in args.modes.split(","):  # written after each mode: a long run keeps what it measured
         result["steps"][mode] = bench_mode(cfg, mode, args.rounds, args.steps)
         result["machine"]["loadavg_end"] = list(os.getloadavg())
-        OUT.write_text(json.dumps(result, indent=2) + "\n")
+        out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 
