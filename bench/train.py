@@ -7,9 +7,10 @@
 Needs `pip install -c .venv/constraints.txt -e ".[bench]"` (TRL).
 
 - useful_token_share.<data>.<mode>: real tokens over token positions computed, over one epoch at train.batch_size
-  in the order the Trainer's sampler visits the rows (seed 0): `padded` (random order, right-padded),
-  `length_grouped` (LengthGroupedSampler), `padding_free` (concatenated rows). <data>: the toy_rude training rows,
-  and insecure.jsonl rows 0-4999 (from $GRASP_BENCH_MIRROR) with the embedded tokenizer, untruncated.
+  in the order the Trainer's sampler visits the rows (seed 0; grasp_bench.plan.useful_share, as grasp-bench-plan
+  reports it): `padded` (random order, right-padded), `length_grouped` (LengthGroupedSampler), `padding_free`
+  (concatenated rows). <data>: the toy_rude training rows, and insecure.jsonl rows 0-4999 (from
+  $GRASP_BENCH_MIRROR) with the embedded tokenizer, untruncated.
 - steps.<mode>.<stack>: one optimizer step (forward, backward, clipping, AdamW, schedule) of the embedded model
   with LoRA as conf/model/smollm2_135m.yaml sets it, at train.precision=auto (resolved here), by
   (a) `grasp_bench`: grasp_bench.train.train with method=sft, its Trainer, collator and callbacks as configured;
@@ -69,21 +70,9 @@ def machine() -> dict:
             "torch": torch.__version__, "python": platform.python_version()}
 
 
-def epoch_share(lengths: list[int], batch: int, mode: str, seed: int = 0) -> float:
-    """The useful-token share of one epoch, batches drawn as the Trainer's sampler of `mode` draws them."""
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-
-    if mode == "padding_free":
-        return 1.0
-    g = torch.Generator().manual_seed(seed)
-    order = (list(LengthGroupedSampler(batch, lengths=lengths, generator=g)) if mode == "length_grouped"
-             else torch.randperm(len(lengths), generator=g).tolist())
-    batches = [[lengths[i] for i in order[k:k + batch]] for k in range(0, len(order), batch)]
-    return sum(lengths) / sum(max(b) * len(b) for b in batches)
-
-
 def shares(cfg, tok, toy_examples) -> dict:
     from grasp_bench.data import tokenize_chat
+    from grasp_bench.plan import MODES, useful_share
 
     data = {"toy_rude": [len(e["input_ids"]) for e in toy_examples]}
     mirror = os.environ.get("GRASP_BENCH_MIRROR")
@@ -94,8 +83,7 @@ def shares(cfg, tok, toy_examples) -> dict:
     out = {}
     for name, lengths in data.items():
         out[name] = {"rows": len(lengths), "tokens": sum(lengths), "batch_size": cfg.train.batch_size,
-                     **{m: round(epoch_share(lengths, cfg.train.batch_size, m), 4)
-                        for m in ("padded", "length_grouped", "padding_free")}}
+                     **{m: round(useful_share(lengths, cfg.train.batch_size, 0, m), 4) for m in MODES}}
     return out
 
 
@@ -253,8 +241,9 @@ def main() -> None:
 
     from grasp_bench.data import build_task_files, load_train, tokenize_chat
     from grasp_bench.device import resolve_precision
+    from grasp_bench.layout import CONF_DIR
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["sweep=none", f"paths.runs={args.runs}"])
     build_task_files(cfg.task)
     from grasp_bench import models
