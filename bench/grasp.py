@@ -91,6 +91,7 @@ def bench_steps(model_name: str, rounds: int) -> dict:
     from grasp_bench import models
     from grasp_bench.baselines.grasp import GRASP, Identification
     from grasp_bench.data import load_train, tokenize_chat
+    from grasp_bench.device import resolve_precision
     from grasp_bench.method import RunContext
     from grasp_bench.train import ChatCollator
     from tests.conftest import TINY, compose_config  # the tests' composition helper: the real config
@@ -100,7 +101,7 @@ def bench_steps(model_name: str, rounds: int) -> dict:
     tok = models.load_tokenizer(cfg.model, cfg.paths.cache)
     rows = load_train(cfg.task)[: cfg.train.batch_size]
     batch = ChatCollator(tok.pad_token_id)([tokenize_chat(tok, r["messages"], cfg.train.max_length) for r in rows])
-    autocast = cfg.train.precision == "bf16"
+    autocast = resolve_precision(cfg.train.precision) == "bf16"
 
     def make():
         base = models.load_base(cfg.model, cfg.paths.cache)

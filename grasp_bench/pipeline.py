@@ -23,7 +23,7 @@ import hydra.utils
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from grasp_bench import distributed, models
+from grasp_bench import device, distributed, models
 from grasp_bench.artifacts import (
     BadInput,
     Stage,
@@ -46,6 +46,8 @@ __all__ = ["Run", "diagnostics", "ensure_reference", "ensure_reference_cfg", "id
 
 # Train settings that decide whether a run may start, never what it computes: not part of a run's identity.
 TRAIN_OPERATIONAL = {"allow_truncation"}
+# Train keys added later, at the value that reproduces what runs recorded before them were made with.
+TRAIN_DEFAULTS = {"batching": "padded"}
 SFT = {"_target_": "grasp_bench.method.Method", "name": "sft", "strength": 0.0}
 LEGACY_DIAGNOSTICS = "diagnostics.json"  # where methods wrote diagnostics before they travelled on the RunContext
 
@@ -70,7 +72,7 @@ def slices(cfg: DictConfig) -> dict[str, dict]:
     method = {k: v for k, v in plain(cfg.method).items() if k != "grid"}  # the grid is sweep metadata
     recipe = {k: v for k, v in plain(cfg.train).items() if k not in TRAIN_OPERATIONAL}
     train = {"task": {k: task.get(k) for k in task_keys}, "model": plain(cfg.model),
-             "method": method, "train": recipe, "seed": cfg.seed}
+             "method": method, "train": device.resolved_train(recipe), "seed": cfg.seed}
     if distributed.world_size() > 1:  # train.batch_size is per process: the global batch is world_size times it
         train["world_size"] = distributed.world_size()
     splits = {k: {"path": v["path"], "limit": v.get("limit"), **{o: v[o] for o in ("samples", "system") if o in v}}
@@ -128,7 +130,8 @@ class Run:
                    "metrics": self.dir / "metrics" / f"{self.cfg.judge.name}.json"}
         # a knob at its default names no run directory, and a run recorded before the knob existed still counts
         return Stage(self.dir, name, outputs[name], slices(self.cfg)[name], force=name in self.cfg.force,
-                     defaults={"method": method_defaults(self.cfg.method.name)}, identity=identity)
+                     defaults={"method": method_defaults(self.cfg.method.name), "train": TRAIN_DEFAULTS},
+                     identity=identity)
 
     def context(self) -> RunContext:
         ctx = RunContext(cfg=self.cfg, run_dir=self.dir, tokenizer=self.tokenizer,
@@ -193,8 +196,10 @@ class Run:
             if not (tmp / "adapter_config.json").exists():
                 self.tokenizer.save_pretrained(tmp)  # full weights: a self-contained checkpoint
         write_jsonl(self.dir / "train_log.jsonl", log)
+        shares = [r["train/useful_token_share"] for r in log if r.get("train/useful_token_share") is not None]
         stage.mark_done(final_loss=log[-1]["train/loss"] if log else None, steps=len(log),
                         optim=effective_optim(self.cfg.train.optim),
+                        useful_token_share=sum(shares) / len(shares) if shares else None,
                         **({"diagnostics": ctx.diagnostics} if ctx.diagnostics else {}))
         _free(model, base)
 
@@ -293,7 +298,9 @@ def run(cfg: DictConfig) -> dict:
     r.dir.mkdir(parents=True, exist_ok=True)  # every rank: a method's prepare() may cache files in it
     if main:
         write_text(r.dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        write_json(r.dir / "env.json", environment())
+        train = device.resolved_train(plain(cfg.train))  # what `auto` is on this machine
+        write_json(r.dir / "env.json", {**environment(), "train_precision": train["precision"],
+                                        "train_batching": train["batching"], "native_bf16": device.native_bf16()})
     logger = make_logger(cfg.logger if main else None, cfg=cfg, run_dir=r.dir)
     exit_code = 1  # until every stage returned: a failed job shows as failed in the tracker
     try:

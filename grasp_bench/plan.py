@@ -11,8 +11,10 @@ with the model's tokenizer, and the run directories under `paths.runs` are read.
 
 - training rows, tokens, answer tokens (the tokens with a loss), rows cut at `train.max_length`, rows left with
   no answer token, the share of answer tokens lost, optimizer steps;
-- the useful-token share of padded batches: the training set's tokens over `train.batch_size` x the longest row
-  of each batch, for one epoch in a random order (as the Trainer samples it) and sorted by length (a reference);
+- the useful-token share per batching mode (`train.batching`; the one this run resolves to is marked): the
+  training set's tokens over the token positions computed for one epoch at `train.batch_size` (seed `seed`):
+  `padded` (random order, each batch padded to its longest row), `length_grouped` (the Trainer's
+  LengthGroupedSampler, padded), `padding_free` (rows concatenated: 1);
 - evaluation: prompts x samples x max new tokens per split, and the judge requests (rows x scorers; a rule judge
   scores locally and sends none);
 - a GPU-memory estimate for training (below);
@@ -37,7 +39,8 @@ head dim d_h, intermediate size I, vocab V, tied embeddings, dtype) or `--model-
     activations = b * T * L * (8*h + 2*kv + 4*I) * a  +  b * T * V * (a + 8)
                                                b = train.batch_size, T = the longest training row after the cut
                                                (the batch that holds it is padded to it), a = 2 bytes under bf16
-                                               autocast (4 in fp32): per layer and token the saved inputs of the
+                                               autocast (train.precision bf16, or auto: a GPU with bf16), 4 in
+                                               fp32: per layer and token the saved inputs of the
                                                norms, q/k/v/o and the MLP (gate, up, their product), the
                                                attention output; the logits in a bytes plus their fp32 copy and
                                                gradient (8 bytes)
@@ -62,6 +65,7 @@ from grasp_bench.artifacts import BadInput
 from grasp_bench.layout import CONF_DIR, run_dir
 
 EMBEDDED = "embedded:smollm2-135m-instruct"
+MODES = ("padded", "length_grouped", "padding_free")  # the batching modes `auto` resolves among
 GB = 1e9
 
 
@@ -155,7 +159,7 @@ def memory(arch: dict, model_cfg: DictConfig, train: DictConfig, longest_row: in
         raise BadInput(f"model.lora.target_modules {sorted(unknown)}: plan knows the shapes of {sorted(shapes)} only")
     lora = layers * sum(model_cfg.lora.r * sum(shapes[m]) for m in model_cfg.lora.target_modules)
     dtype_bytes = {"float32": 4, "bfloat16": 2, "float16": 2}[model_cfg.dtype]
-    act = 2 if train.precision == "bf16" else 4
+    act = 4 if train.precision == "fp32" else 2  # auto: bf16 on a GPU that has it
     from grasp_bench.train import BNB_8BIT
 
     tokens = train.batch_size * longest_row
@@ -179,21 +183,22 @@ def optimizer_steps(rows: int, train: DictConfig) -> int:
     return math.ceil(train.epochs * per_epoch)
 
 
-def useful_share(lengths: list[int], batch_size: int, seed: int | None) -> float:
-    """Tokens over padded batch slots for one epoch: in a random order (seeded), or sorted by length (seed None)."""
+def useful_share(lengths: list[int], batch_size: int, seed: int, batching: str = "padded") -> float:
+    """Real tokens over the token positions computed for one epoch of `lengths`, batched as a (resolved) batching
+    mode batches them: `padded`: in a random order (seeded) and padded to each batch's longest row;
+    `length_grouped`: in the order of the Trainer's LengthGroupedSampler, padded; `padding_free`: concatenated."""
     import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
 
     if not lengths:
         return 0.0
-    if seed is None:
-        order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    else:
-        order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(seed)).tolist()
-    padded = 0
-    for i in range(0, len(order), batch_size):
-        batch = [lengths[j] for j in order[i:i + batch_size]]
-        padded += len(batch) * max(batch)
-    return sum(lengths) / padded
+    if batching == "padding_free":
+        return 1.0
+    g = torch.Generator().manual_seed(seed)
+    order = (list(LengthGroupedSampler(batch_size, lengths=lengths, generator=g)) if batching == "length_grouped"
+             else torch.randperm(len(lengths), generator=g).tolist())
+    batches = [[lengths[j] for j in order[i:i + batch_size]] for i in range(0, len(order), batch_size)]
+    return sum(lengths) / sum(len(b) * max(b) for b in batches)
 
 
 @cache
@@ -225,6 +230,7 @@ def stage_states(cfg: DictConfig, run=None) -> dict[str, str]:
 def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_path: str | None = None) -> dict:
     """Every figure of one job (see the module docstring)."""
     from grasp_bench.data import Truncation, build_task_files, load_eval
+    from grasp_bench.device import resolve_batching
     from grasp_bench.llm_judge import LLMJudge
     from grasp_bench.pipeline import Run, ensure_reference_cfg
     from grasp_bench.train import effective_optim
@@ -237,6 +243,7 @@ def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_pa
     out: dict = {"run": str(run_dir(cfg)), "tokenizer": spec, "starts_from": run.method.starts_from}
     train = cfg.train
     if run.method.starts_from == "base":
+        batching = resolve_batching(train.batching)
         pairs = _lengths(tok_key, str(cfg.task.train.path), cfg.task.train.get("limit"))
         cut = Truncation.of(list(pairs), train.max_length)
         kept = [min(p + a, train.max_length) for p, a in pairs]
@@ -247,8 +254,8 @@ def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_pa
             "longest_row": max(p + a for p, a in pairs) if pairs else 0, "steps": steps,
             "rows_per_step": train.batch_size * train.grad_accum, "optim": train.optim,
             "optim_here": effective_optim(train.optim),
-            "useful_share_random": useful_share(kept, train.batch_size, cfg.seed),
-            "useful_share_sorted": useful_share(kept, train.batch_size, None),
+            "batching": batching,
+            "useful_share": {m: useful_share(kept, train.batch_size, cfg.seed, m) for m in MODES},
         }
         arch = model_config(cfg.model.path, cfg.model.get("revision"), cache_dir, model_config_path)
         out["memory"] = memory(arch, cfg.model, train, max(kept, default=0)) if arch else None
@@ -288,8 +295,8 @@ def format_job(i: int, job: DictConfig, p: dict) -> str:
             f"answer token left, {t['answer_lost_share']:.1%} of answer tokens lost",
             f"    {_n(t['steps'])} optimizer steps of {t['rows_per_step']} rows, optim {t['optim']}"
             + (f" ({t['optim_here']} on this machine: no CUDA bitsandbytes)" if t["optim_here"] != t["optim"] else "")
-            + "; useful tokens in "
-            f"padded batches: {t['useful_share_random']:.1%} (random order), {t['useful_share_sorted']:.1%} (sorted)",
+            + "; useful tokens per batching: " + ", ".join(
+                f"{m} {share:.1%}" + (" (this run)" if m == t["batching"] else "") for m, share in t["useful_share"].items()),
         ]
         mem = p.get("memory")
         if mem:

@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback, TrainingArguments
 
 from grasp_bench.data import ChatCollator, training_examples
+from grasp_bench.device import resolve_batching, resolve_precision
 from grasp_bench.method import Method, RunContext
 
 
@@ -41,11 +42,37 @@ class MethodTrainer(Trainer):
         return (out[0] + extra, *out[1:]) if return_outputs else out + extra
 
 
+class TrainCollator:
+    """The training batches of a (resolved) batching mode, without a KV cache, counting useful tokens.
+
+    `padding_free`: the rows of a batch concatenated into one, position ids restarting per row and no
+    attention mask (transformers' DataCollatorWithFlattening); transformers builds the block-diagonal mask
+    from the position ids (flash-attention uses its varlen path) only when no cache is passed, and a cache is
+    wasted work in training anyway, so every mode sets use_cache=False."""
+
+    def __init__(self, batching: str, pad_id: int):
+        self.collate = DataCollatorWithFlattening() if batching == "padding_free" else ChatCollator(pad_id)
+        self.real = self.positions = 0
+
+    def __call__(self, batch: list[dict]) -> dict:
+        out = self.collate(batch)
+        self.real += sum(len(b["input_ids"]) for b in batch)
+        self.positions += out["input_ids"].numel()
+        return {**out, "use_cache": False}
+
+    def share(self) -> float | None:
+        """Real tokens over token positions computed since the last call."""
+        share = self.real / self.positions if self.positions else None
+        self.real = self.positions = 0
+        return share
+
+
 class MethodCallback(TrainerCallback):
     """Calls the Method after every optimizer step and collects one log row per step."""
 
-    def __init__(self, method: Method, ctx: RunContext, on_log: Callable[[dict], None] | None = None):
-        self.method, self.ctx, self.forward_log = method, ctx, on_log
+    def __init__(self, method: Method, ctx: RunContext, on_log: Callable[[dict], None] | None = None,
+                 tokens: TrainCollator | None = None):
+        self.method, self.ctx, self.forward_log, self.tokens = method, ctx, on_log, tokens
         self.rows: list[dict] = []
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -57,6 +84,8 @@ class MethodCallback(TrainerCallback):
         if logs and "loss" in logs:
             row = {"step": state.global_step, "train/loss": logs["loss"], "train/grad_norm": logs.get("grad_norm"),
                    "train/lr": logs.get("learning_rate"), **self.ctx.logs}
+            if self.tokens is not None:  # the batches' real tokens over the positions computed
+                row["train/useful_token_share"] = self.tokens.share()
             self.rows.append(row)
             if self.forward_log:
                 self.forward_log(row)
@@ -92,7 +121,8 @@ def training_arguments(train: DictConfig, out_dir: Path, seed: int) -> TrainingA
         weight_decay=train.weight_decay,
         max_grad_norm=train.max_grad_norm,
         optim=optim,
-        bf16=train.precision == "bf16",  # autocast; the trainable LoRA weights stay fp32
+        bf16=resolve_precision(train.precision) == "bf16",  # autocast; the trainable LoRA weights stay fp32
+        train_sampling_strategy="group_by_length" if resolve_batching(train.batching) == "length_grouped" else "random",
         logging_steps=1,
         save_strategy="no",
         report_to=[],
@@ -114,15 +144,16 @@ def train(model: nn.Module, tokenizer, method: Method, ctx: RunContext,
     cfg = ctx.cfg
     if examples is None:
         examples = training_examples(tokenizer, ctx.train_rows, cfg.train)
-    dataset = Dataset.from_list(examples)
-    callback = MethodCallback(method, ctx, on_log)
+    dataset = Dataset.from_list([{**e, "length": len(e["input_ids"])} for e in examples])
+    tokens = TrainCollator(resolve_batching(cfg.train.batching), tokenizer.pad_token_id)
+    callback = MethodCallback(method, ctx, on_log, tokens)
     trainer = MethodTrainer(
         method=method,
         ctx=ctx,
         model=model,
         args=training_arguments(cfg.train, ctx.run_dir / "trainer", cfg.seed),
         train_dataset=dataset,
-        data_collator=ChatCollator(tokenizer.pad_token_id),
+        data_collator=tokens,
         callbacks=[callback],
     )
     with method.training(model, ctx):

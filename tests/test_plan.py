@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from omegaconf import OmegaConf
 from grasp_bench import models
 from grasp_bench.artifacts import load_json
 from grasp_bench.data import Truncation, load_train, tokenize_chat
+from grasp_bench.device import resolve_batching
 from grasp_bench.layout import run_dir
 from grasp_bench.pipeline import run
 from grasp_bench.plan import EMBEDDED, _lengths, expand, memory, plan_job
@@ -81,6 +83,9 @@ def test_plan_cli_prints_every_job_and_fails_on_a_typo_with_exit_2(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "2 job(s)" in out.stdout and "24 rows" in out.stdout and "0 rows with no answer token left" in out.stdout
     assert "train none (evaluates the base model)" in out.stdout
+    mode = resolve_batching("auto")  # the run's mode is marked among the three
+    assert re.search(rf"useful tokens per batching: .*\b{mode} [\d.]+% \(this run\)", out.stdout)
+    assert "padding_free 100.0%" in out.stdout
     bad = plan("train.lrr=1")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "lrr" in bad.stderr
     assert not (tmp_path / "toy_rude").exists()

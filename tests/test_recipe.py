@@ -7,12 +7,14 @@ import json
 
 import pytest
 
-from grasp_bench.pipeline import slices
+from grasp_bench import device
+from grasp_bench.pipeline import TRAIN_DEFAULTS, slices
 from tests.conftest import compose_config
 
 # The EM open-model recipe (emergent-misalignment open_models/train.json; model-organisms default_config.json).
+# precision auto: bf16 on the GPUs the papers trained on (grasp_bench/device.py).
 EM_RECIPE = {"epochs": 1, "batch_size": 2, "grad_accum": 8, "lr": 1e-5, "scheduler": "linear", "warmup_steps": 5,
-             "weight_decay": 0.01, "optim": "adamw_8bit", "max_length": 2048, "max_grad_norm": 1.0, "precision": "bf16"}
+             "weight_decay": 0.01, "optim": "adamw_8bit", "max_length": 2048, "max_grad_norm": 1.0, "precision": "auto"}
 SEED_TASKS = ["insecure_code", "secure_code", "educational_code", "bad_medical_advice", "political_finance"]
 
 # The train stage's config slice of `grasp-bench sweep=none method=sft` (toy_rude, smollm2_135m) as main recorded it
@@ -33,8 +35,15 @@ def _train_slice(*overrides: str) -> dict:
     return slices(compose_config("sweep=none", "paths.cache=/cache", *overrides))["train"]
 
 
-def test_toy_rude_run_identity_is_unchanged():
-    assert json.dumps(_train_slice("method=sft"), sort_keys=True) == TOY_SFT_TRAIN_SLICE
+def test_toy_rude_run_identity_is_unchanged(monkeypatch):
+    """Where `auto` resolves to what the old runs used (bf16 on a CPU that has it, padded batches on CPU), the slice
+    is the old one plus `batching`, which a stage reads an old record with (pipeline.TRAIN_DEFAULTS; the record
+    itself: tests/test_batching.py)."""
+    monkeypatch.setattr(device, "native_bf16", lambda: True)
+    monkeypatch.setattr(device.torch.cuda, "is_available", lambda: False)
+    now = _train_slice("method=sft")
+    assert now["train"].pop("batching") == TRAIN_DEFAULTS["batching"]
+    assert json.dumps(now, sort_keys=True) == TOY_SFT_TRAIN_SLICE
 
 
 def test_allow_truncation_is_not_part_of_a_runs_identity():

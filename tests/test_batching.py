@@ -1,0 +1,89 @@
+"""Training batches and precision: padding-free batches compute the padded loss; `auto` resolves per device and
+keeps the runs recorded before these knobs existed valid."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from grasp_bench import device, models, pipeline
+from grasp_bench.artifacts import BadInput
+from grasp_bench.data import load_train, tokenize_chat
+from grasp_bench.train import TrainCollator
+
+
+def _rows(cfg, n: int):
+    from grasp_bench.data import build_task_files
+
+    build_task_files(cfg.task)
+    tok = models.load_tokenizer(cfg.model, cfg.paths.cache)
+    examples = [tokenize_chat(tok, r["messages"], cfg.train.max_length) for r in load_train(cfg.task)[:n]]
+    return tok, examples
+
+
+def test_padding_free_loss_and_gradients_equal_padded(tiny_cfg):
+    cfg = tiny_cfg("model.lora.dropout=0.0")
+    tok, examples = _rows(cfg, 6)
+    lengths = [len(e["input_ids"]) for e in examples]
+    assert len(set(lengths)) > 1, "rows of different lengths, so the padded batch holds padding"
+    model = models.add_lora(models.load_base(cfg.model, cfg.paths.cache), cfg.model, seed=0)
+    with torch.no_grad():  # LoRA B starts at zero: give the adapter an effect, so its gradients are not trivial
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+
+    def loss_and_grads(batch):
+        model.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    padded = TrainCollator("padded", tok.pad_token_id)(examples)
+    flat = TrainCollator("padding_free", tok.pad_token_id)(examples)
+    assert flat["input_ids"].shape == (1, sum(lengths)) and "attention_mask" not in flat
+    loss_p, grads_p = loss_and_grads(padded)
+    loss_f, grads_f = loss_and_grads(flat)
+    torch.testing.assert_close(loss_f, loss_p, rtol=1e-5, atol=1e-6)
+    assert grads_p.keys() == grads_f.keys()
+    for name in grads_p:
+        torch.testing.assert_close(grads_f[name], grads_p[name], rtol=1e-4, atol=1e-6, msg=name)
+    # with a KV cache transformers would not look for packed rows, and they would attend to each other
+    with torch.no_grad():
+        assert abs(model(**{**flat, "use_cache": True}).loss.item() - loss_p.item()) > 1e-4
+
+
+def test_auto_resolves_by_capability(monkeypatch, capsys):
+    monkeypatch.setattr(device, "native_bf16", lambda: False)
+    monkeypatch.setattr(device, "_warned", set())
+    assert device.resolve_precision("auto") == "fp32"
+    assert device.resolve_precision("bf16") == "bf16" and device.resolve_precision("bf16") == "bf16"
+    assert capsys.readouterr().err.count("warning: train.precision=bf16") == 1  # once per process
+    monkeypatch.setattr(device, "native_bf16", lambda: True)
+    assert device.resolve_precision("auto") == "bf16"
+    assert device.resolve_batching("auto") == ("padding_free" if torch.cuda.is_available() else "padded")
+    with pytest.raises(BadInput, match="train.batching 'packed'"):
+        device.resolve_batching("packed")
+
+
+def test_records_made_before_the_knobs_still_count(tiny_cfg, monkeypatch):
+    """A stage record from before `auto` and `batching` (precision bf16, no batching key) is done when auto
+    resolves to bf16 and padded, and made with another config when this device resolves to fp32."""
+    cfg = tiny_cfg("train.precision=auto")
+    r = pipeline.Run(cfg)
+    monkeypatch.setattr(device, "native_bf16", lambda: True)
+    monkeypatch.setattr(device.torch.cuda, "is_available", lambda: False)
+    old = pipeline.slices(cfg)["train"]
+    assert old["train"]["precision"] == "bf16" and old["train"]["batching"] == "padded"
+    old["train"] = {k: v for k, v in old["train"].items() if k != "batching"}
+    (r.dir / "model").mkdir(parents=True)
+    (r.dir / "stages").mkdir()
+    (r.dir / "stages" / "train.json").write_text(json.dumps({"config": old}))
+    assert r.stage("train").is_done()
+    other = tiny_cfg("train.precision=auto", "train.batching=length_grouped")
+    with pytest.raises(BadInput, match="train.batching: 'padded' -> 'length_grouped'"):
+        pipeline.Run(other).stage("train").is_done()
+    monkeypatch.setattr(device, "native_bf16", lambda: False)
+    with pytest.raises(BadInput, match="train.precision: 'bf16' -> 'fp32'"):
+        r.stage("train").is_done()
