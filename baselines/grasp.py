@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from grasp_bench.artifacts import BadInput, atomic_path, load_json, write_json
 from grasp_bench.hooks import project_grad_out
-from grasp_bench.method import Method, RunContext
+from grasp_bench.method import Method, RunContext, configured
 
 WRITERS = ("o_proj", "down_proj")  # modules whose output enters the residual stream
 READERS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")  # modules that read it
@@ -395,11 +395,11 @@ class GRASP(Method):
 
     needs_reference = True
 
-    def __init__(self, name: str = "grasp", strength: float = 1.0, grid: list[float] | None = None, k: int = 1,
-                 pooling: str = "pooled", side: str = "writers", layers: list[int] | None = None,
-                 projection: str = "weights", basis: str = "identified", writers: Sequence[str] = WRITERS,
-                 readers: Sequence[str] = READERS):
-        super().__init__(name, strength, grid)
+    def __init__(self, name: str = "grasp", **given):
+        p = configured(name, given)  # conf/method/grasp.yaml: the one place the defaults live
+        super().__init__(name, p["strength"], p["grid"])
+        k, pooling, side, layers, projection = p["k"], p["pooling"], p["side"], p["layers"], p["projection"]
+        basis, writers, readers = p["basis"], p["writers"], p["readers"]
         for knob, value, allowed in (("pooling", pooling, POOLINGS), ("side", side, SIDES),
                                      ("projection", projection, PROJECTIONS), ("basis", basis, BASES)):
             if value not in allowed:

@@ -111,8 +111,9 @@ def bench_steps(model_name: str, rounds: int) -> dict:
 
     d = models.decoder_layers(make()[0], cfg.model.layers_path)[0].self_attn.o_proj.base_layer.out_features
     Q = torch.linalg.qr(torch.randn(d, 1, generator=torch.Generator().manual_seed(0)))[0]
-    variants = {"naive": None, "naive_control": None, "weights": GRASP(strength=1.0),
-                "residual_grad": GRASP(strength=1.0, projection="residual_grad")}
+    variants = {"naive": None, "naive_control": None,
+                "weights": GRASP(strength=1.0, projection="weights", pooling="pooled"),
+                "residual_grad": GRASP(strength=1.0, projection="residual_grad", pooling="pooled")}
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         ctx = RunContext(cfg=cfg, run_dir=Path(tmp))

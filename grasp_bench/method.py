@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
+
+METHOD_CONF = Path(__file__).resolve().parent.parent / "conf" / "method"
 
 
 @dataclass
@@ -64,6 +66,9 @@ class Method:
     intervenes_at_eval: ClassVar[bool] = False  # True: eval-time hooks, so only the HF generator can run it
     task_inputs: ClassVar[tuple[str, ...]] = ()  # task keys read beyond the training set (e.g. "persona"): they
     # join the train stage's config slice, so editing them invalidates this method's runs and no others
+    knobs_before: ClassVar[dict[str, Any]] = {}  # knob -> the behaviour runs recorded before the knob existed had,
+    # where the YAML default is a newer one (a corrected baseline): such a record no longer counts (an error naming
+    # the knob), instead of being read with the new default and silently reused
 
     def __init__(self, name: str = "sft", strength: float = 0.0, grid: list[float] | None = None, **params: Any):
         if params:
@@ -106,6 +111,22 @@ def hooks(*handles_factories: Callable[[], Any]) -> Iterator[None]:
     finally:
         for h in handles:
             h.remove()
+
+
+def configured(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Method `name`'s parameters: conf/method/<name>.yaml, the one place method defaults live, overridden by
+    `given`. So `CAFT()` in Python is the same variant as `method=caft`, and `Steering(name="steer_eval")` as
+    `method=steer_eval`."""
+    path = METHOD_CONF / f"{name}.yaml"
+    defaults = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
+    defaults = {k: v for k, v in defaults.items() if k not in ("_target_", "name")}
+    unknown = sorted(set(given) - set(defaults)) if defaults else []
+    if unknown:
+        raise TypeError(f"method '{name}' got unknown parameters {unknown} (known: {sorted(defaults)})")
+    params = {**defaults, **given}
+    params.setdefault("strength", 0.0)
+    params.setdefault("grid", None)
+    return params
 
 
 def method_knobs(method_cfg: Mapping) -> dict:

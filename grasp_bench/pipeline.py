@@ -35,7 +35,7 @@ from grasp_bench.artifacts import (
 )
 from grasp_bench.data import build_task_files, load_eval, load_train
 from grasp_bench.generate import WeightPaths
-from grasp_bench.method import Method, RunContext, method_knobs
+from grasp_bench.method import Method, RunContext, configured, method_knobs
 from grasp_bench.tracking import make_logger
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -50,8 +50,7 @@ def plain(cfg) -> dict:
 
 def method_defaults(name: str) -> dict:
     """The knobs of conf/method/<name>.yaml ({} for a method defined elsewhere)."""
-    defaults_file = CONF_DIR / "method" / f"{name}.yaml"
-    return method_knobs(OmegaConf.to_container(OmegaConf.load(defaults_file))) if defaults_file.exists() else {}
+    return method_knobs(configured(name, {}))
 
 
 def method_dirname(method_cfg: DictConfig) -> str:
@@ -126,8 +125,10 @@ class Run:
 
     def stage(self, name: str, output: Path, config_slice: dict) -> Stage:
         # a knob at its default names no run directory, and a run recorded before the knob existed still counts
-        return Stage(self.dir, name, output, config_slice, force=name in self.cfg.force,
-                     defaults={"method": method_defaults(self.cfg.method.name)})
+        # (unless the method says the runs made before the knob existed behaved otherwise: then they do not count)
+        defaults = method_defaults(self.cfg.method.name)
+        defaults |= {k: v for k, v in type(self.method).knobs_before.items() if k in defaults}
+        return Stage(self.dir, name, output, config_slice, force=name in self.cfg.force, defaults={"method": defaults})
 
     def context(self) -> RunContext:
         ctx = RunContext(cfg=self.cfg, run_dir=self.dir, tokenizer=self.tokenizer,

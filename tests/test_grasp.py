@@ -239,7 +239,7 @@ def loss_of(model, tokenizer):
 def test_weight_mode_projects_gradients_only_inside_training(tiny_model_cfg, tmp_path):
     cfg = tiny_model_cfg
     model, tok = tiny_peft(cfg), models.load_tokenizer(cfg.model, cfg.paths.cache)
-    method = GRASP(strength=1.0, side="both")
+    method = GRASP(strength=1.0, side="both", projection="weights", pooling="pooled")
     method.ident = Identification(Q=orthonormal(64, 2, 3))
     ctx = RunContext(cfg=cfg, run_dir=tmp_path)
 
