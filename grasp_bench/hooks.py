@@ -3,7 +3,7 @@
 "Layer L" is the output of decoder block L (0-based), i.e. `output_hidden_states[L + 1]`. `directions`
 maps a layer index to a vector (d,) or an orthonormal basis (d, k), in the residual space of that layer.
 
-- `add_to_residual`   h <- h + scale * v                (activation steering)
+- `add_to_residual`   h <- h + scale * v                (activation steering; every or only the last position)
 - `project_out`       h <- h - (h Q) Q^T                (CAFT-style ablation; forward pass changed)
 - `project_grad_out`  dL/dh <- dL/dh - (dL/dh Q) Q^T    (forward pass untouched; only learning is blocked)
 """
@@ -50,9 +50,20 @@ def _forward_hooks(layers: nn.ModuleList, directions: Mapping[int, torch.Tensor]
             h.remove()
 
 
-def add_to_residual(layers: nn.ModuleList, vectors: Mapping[int, torch.Tensor], scale: float = 1.0):
-    """h <- h + scale * v at the output of each given block, every position."""
-    return _forward_hooks(layers, vectors, lambda h, v: h + scale * v[:, 0])
+def add_to_residual(layers: nn.ModuleList, vectors: Mapping[int, torch.Tensor], scale: float = 1.0,
+                    last_position_only: bool = False):
+    """h <- h + scale * v at the output of each given block, every position; `last_position_only`: at the last
+    position of each forward pass only, i.e. while generating with a KV cache, the last prompt token and every
+    generated token, never the rest of the prompt (persona_vectors' "response" positions)."""
+    if not last_position_only:
+        return _forward_hooks(layers, vectors, lambda h, v: h + scale * v[:, 0])
+
+    def add_last(h: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        shift = torch.zeros_like(h)
+        shift[..., -1, :] = scale * v[:, 0]
+        return h + shift
+
+    return _forward_hooks(layers, vectors, add_last)
 
 
 def project_out(layers: nn.ModuleList, bases: Mapping[int, torch.Tensor], gamma: float = 1.0):
