@@ -138,6 +138,10 @@ class CAFT(Method):
         if self.selection == "trait":
             from baselines.steering import base_persona_vectors  # lazily: the persona vector is the steering plugin's
 
+            if ctx.cfg.task.get("persona") is None:
+                raise BadInput(f"task '{ctx.cfg.task.name}' has no persona block, which method.selection=trait "
+                               "reads (docs/baselines.md); use method.selection=mean_shift")
+
             persona = base_persona_vectors(ctx, self.name)
             scores = {i: trait_alignment(pcs[i]["components"], persona[i]["v"]) for i in idxs}
         else:

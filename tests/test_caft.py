@@ -6,11 +6,13 @@ from __future__ import annotations
 import types
 
 import hydra.utils
+import pytest
 import torch
 
 from baselines.caft import pca_directions, rank, select, trait_alignment
 from baselines.directions import capture
 from grasp_bench import hooks, models
+from grasp_bench.artifacts import BadInput
 from grasp_bench.pipeline import Run
 from tests.conftest import tiny_method
 
@@ -109,3 +111,9 @@ def test_grasp_directions_come_from_identify(shared_cfg, monkeypatch):
     method.prepare(ctx)
     assert calls == [(ctx.reference_adapter, 3, "pooled")]
     assert all(torch.equal(B, Q[:, :2]) for B in method.bases.values())  # ceil(0.6 x 3) = 2, eigenvalue order
+
+
+def test_trait_selection_without_a_persona_names_the_other_rule(shared_cfg):
+    cfg = shared_cfg(*tiny_method("caft"), "~task.persona")
+    with pytest.raises(BadInput, match="method.selection=mean_shift"):
+        _prepared(cfg)
