@@ -10,8 +10,8 @@ Candidates (`directions: pca`, upstream's PCA route): the base model and the nai
 response; at each block of `layers` the per-token differences `h_ft - h_base` over the response tokens are
 mean-centred and their top `n_components` principal components taken (exact SVD). Responses: the naive SFT
 model's own greedy reply (up to `response_tokens` tokens), or the row's assistant turn when the prompt file
-supplies one. `directions: grasp` uses GRASP's pooled Q from the same naive adapter instead, at every block of
-`layers`, in eigenvalue order.
+supplies one. `directions: grasp` uses GRASP's pooled Q from the same naive adapter instead (identified from the
+residual writers, o_proj and down_proj, of the blocks of `layers`), at every block of `layers`, in eigenvalue order.
 
 Selection. Upstream, a person reads each candidate's top-activating examples and keeps those that mean the
 unwanted concept (the released EM selection: 8 PCs over 3 layers, 2/2/4). Automatic stand-ins, using what that
@@ -49,18 +49,9 @@ from contextlib import nullcontext
 
 import torch
 
-from baselines.directions import (
-    cached,
-    file_sha256,
-    greedy_responses,
-    n_blocks,
-    prompt_rows,
-    resolve_layers,
-    response_activations,
-    user_turns,
-)
 from grasp_bench import hooks
-from grasp_bench.artifacts import BadInput, load_json, write_json
+from grasp_bench.artifacts import BadInput, load_json
+from grasp_bench.baselines import directions
 from grasp_bench.method import Method, RunContext, configured
 
 VERSION = 1  # bump when the direction-finding code changes: cached directions are keyed on it
@@ -124,19 +115,23 @@ class CAFT(Method):
     def prepare(self, ctx: RunContext) -> None:
         if self.n_ablated == 0:
             return
-        idxs = resolve_layers(self.layer_spec, n_blocks(ctx))
+        idxs = directions.resolve_layers(self.layer_spec, directions.n_blocks(ctx))
         if self.directions == "grasp":
-            from baselines.grasp import identify  # lazily: GRASP is another plugin
+            from grasp_bench.baselines.grasp import identify  # lazily: GRASP is another plugin
 
-            Q = torch.as_tensor(identify(ctx.reference_adapter, k=self.n_select, pooling="pooled").Q).float()
+            # the residual writers of the blocks CAFT ablates at: their outputs are what it projects
+            ident = identify(ctx.reference_adapter, k=self.n_select, pooling="pooled", side="writers", layers=idxs,
+                             layers_path=ctx.cfg.model.layers_path)
+            Q = torch.as_tensor(ident.Q).float()
             self.bases = {i: Q[:, : self.n_ablated] for i in idxs}  # eigenvalue order, the same Q at every block
-            write_json(ctx.run_dir / "diagnostics.json", {f"{self.name}/directions": self.n_ablated * len(idxs),
-                                                          f"{self.name}/layers": len(idxs)})
+            ctx.diagnostics.update({f"{self.name}/directions": self.n_ablated * len(idxs),
+                                    f"{self.name}/layers": len(idxs)})
             return
         pcs = self.principal_components(ctx, idxs)
         shift = {i: pcs[i]["scores"].pow(2) / pcs[i]["mean_diff"].pow(2).sum().clamp_min(1e-30) for i in idxs}
         if self.selection == "trait":
-            from baselines.steering import base_persona_vectors  # lazily: the persona vector is the steering plugin's
+            # lazily: the persona vector is the steering plugin's
+            from grasp_bench.baselines.steering import base_persona_vectors
 
             if ctx.cfg.task.get("persona") is None:
                 raise BadInput(f"task '{ctx.cfg.task.name}' has no persona block, which method.selection=trait "
@@ -149,7 +144,7 @@ class CAFT(Method):
         chosen = select(scores, self.n_ablated)
         self.bases = {i: pcs[i]["components"][:, js] for i, js in chosen.items()}
         picked = [(i, int(j)) for i, js in chosen.items() for j in js]
-        write_json(ctx.run_dir / "diagnostics.json", {
+        ctx.diagnostics.update({
             f"{self.name}/directions": len(picked), f"{self.name}/layers": len(chosen),
             # share of the mean activation change (h_ft - h_base) at its layer that each chosen PC carries, summed
             # per layer and averaged over the layers that have one
@@ -164,26 +159,26 @@ class CAFT(Method):
         task = ctx.cfg.task
         key = {"version": VERSION, "reference": str(ctx.reference_dir.resolve()),
                "reference_train": load_json(ctx.reference_dir / "stages" / "train.json")["digest"],
-               "prompts": file_sha256(task.generic_prompts), "layers": idxs, "n_components": self.n_components,
-               "response_tokens": self.response_tokens, "max_length": ctx.cfg.train.max_length}
-        return cached(ctx, "caft-pca", key, lambda: self._pca(ctx, idxs))
+               "prompts": directions.file_sha256(task.generic_prompts), "layers": idxs,
+               "n_components": self.n_components, "response_tokens": self.response_tokens, "max_length": ctx.cfg.train.max_length}
+        return directions.cached(ctx, "caft-pca", key, lambda: self._pca(ctx, idxs))
 
     def _pca(self, ctx: RunContext, idxs: list[int]) -> dict[int, dict[str, torch.Tensor]]:
         from grasp_bench.models import load_adapter
 
-        rows = prompt_rows(ctx.cfg.task, "generic_prompts", self.name)
+        rows = directions.prompt_rows(ctx.cfg.task, "generic_prompts", self.name)
         max_length = ctx.cfg.train.max_length
         finetuned = load_adapter(ctx.load_base(), ctx.reference_adapter)
-        generate = [user_turns(r) for r in rows if r["messages"][-1]["role"] != "assistant"]
-        replies = iter(greedy_responses(finetuned, ctx.tokenizer, generate, self.response_tokens))
+        generate = [directions.user_turns(r) for r in rows if r["messages"][-1]["role"] != "assistant"]
+        replies = iter(directions.greedy_responses(finetuned, ctx.tokenizer, generate, self.response_tokens))
         texts = [r["messages"] if r["messages"][-1]["role"] == "assistant"
-                 else user_turns(r) + [{"role": "assistant", "content": next(replies)}] for r in rows]
-        acts_ft = response_activations(finetuned, ctx.layers(finetuned), idxs, ctx.tokenizer, texts, max_length,
-                                       end_of_turn=True)
+                 else directions.user_turns(r) + [{"role": "assistant", "content": next(replies)}] for r in rows]
+        acts_ft = directions.response_activations(finetuned, ctx.layers(finetuned), idxs, ctx.tokenizer, texts,
+                                                  max_length, end_of_turn=True)
         del finetuned
         base = ctx.load_base()
-        acts_base = response_activations(base, ctx.layers(base), idxs, ctx.tokenizer, texts, max_length,
-                                         end_of_turn=True)
+        acts_base = directions.response_activations(base, ctx.layers(base), idxs, ctx.tokenizer, texts, max_length,
+                                                    end_of_turn=True)
         out = {}
         for i in idxs:
             diffs = torch.cat([f - b for f, b in zip(acts_ft[i], acts_base[i], strict=True)])

@@ -25,7 +25,7 @@ kept neutral replies (teacher-forced on the model's own replies). Steering block
 strength: add ops use c = strength * coef_max. v_L is not normalised, so c is in units of the trait's own
 effect at that layer: its size follows the model's residual norm, and one coef_max (upstream: +5 for
 preventative steering, -1.5 at inference, Qwen2.5-7B) carries across models. `<name>/v_norm` and
-`<name>/h_norm` (the layer's mean residual norm on neutral replies) in diagnostics.json give the shift
+`<name>/h_norm` (the layer's mean residual norm on neutral replies) in the run's diagnostics give the shift
 relative to the stream; `<name>/replies_kept` of `<name>/replies` what the judge let through. ablate: gamma =
 strength (1 = full ablation, upstream's scale -1). 0 = no hook.
 
@@ -48,7 +48,9 @@ from contextlib import nullcontext
 import torch
 from omegaconf import OmegaConf
 
-from baselines.directions import (
+from grasp_bench import hooks
+from grasp_bench.artifacts import BadInput, load_json
+from grasp_bench.baselines.directions import (
     cached,
     file_sha256,
     judged,
@@ -59,8 +61,6 @@ from baselines.directions import (
     sampled_responses,
     user_turns,
 )
-from grasp_bench import hooks
-from grasp_bench.artifacts import BadInput, load_json, write_json
 from grasp_bench.method import Method, RunContext, configured
 
 VERSION = 2  # bump when the persona-vector code changes: cached vectors are keyed on it
@@ -241,7 +241,7 @@ class Steering(Method):
                        f"{self.name}/replies_kept": int(first["kept"]), f"{self.name}/replies": int(first["total"])}
         diagnostics[f"{self.name}/coef" if self.op == "add" else f"{self.name}/gamma"] = (
             self.coef if self.op == "add" else self.strength)
-        write_json(ctx.run_dir / "diagnostics.json", diagnostics)
+        ctx.diagnostics.update(diagnostics)
 
     def _misaligned(self, ctx: RunContext) -> dict[int, dict[str, torch.Tensor]]:
         from grasp_bench.models import load_adapter

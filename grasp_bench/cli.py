@@ -6,7 +6,8 @@
     grasp-bench --help                            # config groups and options
 
 Before Hydra starts, every command-line override is composed once per sweep value, so a typo in a key or
-an option fails at once with one line on stderr and exit code 2.
+an option fails at once with one line on stderr and exit code 2. A user's own configs join through Hydra's
+standard `--config-dir DIR` or `hydra.searchpath=[file://DIR]` (e.g. DIR/task/<name>.yaml for task=<name>).
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from grasp_bench import layout
 from grasp_bench.artifacts import BadInput
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-HYDRA_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun",
-                          "--package", "-p", "--info", "-i", "--cfg", "-c"}
+CONF_DIR = str(layout.CONF_DIR)
 
 
 def _one_line(e: BaseException) -> str:
@@ -33,21 +33,40 @@ def _one_line(e: BaseException) -> str:
     return text.replace(" Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.", "")
 
 
+def _search_path(config_dir: str | None):
+    """The config search path Hydra builds for `grasp-bench`: the package's configs, `--config-dir`, plugins."""
+    import os
+
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
+
+    search_path = create_config_search_path(f"file://{CONF_DIR}")
+    if config_dir is not None:
+        if not os.path.isdir(config_dir):
+            raise BadInput(f"--config-dir {config_dir}: no such directory")
+        search_path.prepend(provider="command-line", path=f"file://{os.path.abspath(config_dir)}",
+                            anchor=SearchPathQuery(provider="schema"))
+    return search_path
+
+
 def validate_overrides(argv: list[str]) -> None:
-    """Compose the config for each value of each sweep override (others at their first value)."""
-    from hydra import compose, initialize_config_dir
+    """Compose the config for each value of each sweep override (others at their first value), on the same
+    search path Hydra will use (`--config-dir`, `hydra.searchpath=[...]`)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
 
     if any(a in ("-h", "--help", "--hydra-help", "--shell-completion", "-sc") for a in argv):
         return
-    overrides, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in HYDRA_FLAGS_WITH_VALUE:
-            skip = True
-        elif not a.startswith("-") and not a.lstrip("+~").startswith("hydra"):
-            overrides.append(a)
+    try:
+        args = get_args_parser().parse_args(argv)
+    except SystemExit:  # argparse has already printed its one-line usage error
+        raise BadInput(f"cannot parse the command line: {' '.join(argv)}") from None
+    if args.config_path is not None or args.info is not None or args.experimental_rerun is not None:
+        return  # another primary config or an information command: Hydra checks it itself
+    keep = [o for o in args.overrides if o.lstrip("+~").startswith("hydra.searchpath")]
+    overrides = [o for o in args.overrides if not o.lstrip("+~").startswith("hydra")]
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as e:  # noqa: BLE001 - Hydra's parser raises several types, all user errors
@@ -60,12 +79,12 @@ def validate_overrides(argv: list[str]) -> None:
             values.append([o.input_line])
     firsts = [v[0] for v in values]
     combos = [firsts] + [firsts[:i] + [v] + firsts[i + 1:] for i, vs in enumerate(values) for v in vs[1:]]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        for combo in combos:
-            try:
-                compose("config", overrides=combo)
-            except Exception as e:  # noqa: BLE001 - composition errors are user errors
-                raise BadInput(_one_line(e)) from None
+    loader = ConfigLoaderImpl(config_search_path=_search_path(args.config_dir))
+    for combo in combos:
+        try:
+            loader.load_configuration(args.config_name or "config", [*combo, *keep], RunMode.RUN)
+        except Exception as e:  # noqa: BLE001 - composition errors are user errors
+            raise BadInput(_one_line(e)) from None
 
 
 JOB_ERROR = "job_error.txt"  # in a failed multirun job's Hydra output dir
@@ -114,7 +133,8 @@ def _in_multirun() -> bool:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     from grasp_bench.distributed import adopt_submitit_tasks, is_main
-    from grasp_bench.pipeline import run, run_dir
+    from grasp_bench.layout import run_dir
+    from grasp_bench.pipeline import run
 
     adopt_submitit_tasks()
     try:

@@ -17,16 +17,16 @@ Where the pipeline calls the hooks:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
-METHOD_CONF = Path(__file__).resolve().parent.parent / "conf" / "method"
+from grasp_bench.layout import method_config
 
 
 @dataclass
@@ -41,6 +41,8 @@ class RunContext:
     load_base: Callable[[], nn.Module] | None = None  # a fresh copy of the base model (no LoRA)
     step: int = 0  # optimizer steps taken so far
     logs: dict[str, float] = field(default_factory=dict)  # per-step diagnostics, namespaced "<method>/..."
+    # once-per-run diagnostics ("<method>/..."): kept in the stage's record, reported in metrics/<judge>.json
+    diagnostics: dict[str, float] = field(default_factory=dict)
 
     def layers(self, model: nn.Module) -> nn.ModuleList:
         from grasp_bench.models import decoder_layers
@@ -85,7 +87,7 @@ class Method:
         return nullcontext()
 
     def on_optimizer_step(self, model: nn.Module, ctx: RunContext) -> None:
-        """After every optimizer step; diagnostics go to ctx.log(...)."""
+        """After every optimizer step; per-step diagnostics go to ctx.log(...), per-run ones to ctx.diagnostics."""
 
     def post_train(self, model: nn.Module, ctx: RunContext) -> nn.Module:
         return model
@@ -100,26 +102,11 @@ class Untrained(Method):
     starts_from = "untrained"
 
 
-@contextmanager
-def hooks(*handles_factories: Callable[[], Any]) -> Iterator[None]:
-    """Register hooks on entry and remove every one on exit, even on error."""
-    handles = []
-    try:
-        for make in handles_factories:
-            handles.append(make())
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def configured(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
     """Method `name`'s parameters: conf/method/<name>.yaml, the one place method defaults live, overridden by
     `given`. So `CAFT()` in Python is the same variant as `method=caft`, and `Steering(name="steer_eval")` as
     `method=steer_eval`."""
-    path = METHOD_CONF / f"{name}.yaml"
-    defaults = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
-    defaults = {k: v for k, v in defaults.items() if k not in ("_target_", "name")}
+    defaults = {k: v for k, v in method_config(name).items() if k not in ("_target_", "name")}
     unknown = sorted(set(given) - set(defaults)) if defaults else []
     if unknown:
         raise TypeError(f"method '{name}' got unknown parameters {unknown} (known: {sorted(defaults)})")
@@ -127,8 +114,3 @@ def configured(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
     params.setdefault("strength", 0.0)
     params.setdefault("grid", None)
     return params
-
-
-def method_knobs(method_cfg: Mapping) -> dict:
-    """The method parameters other than name/strength/grid/_target_ (they name the run directory)."""
-    return {k: v for k, v in method_cfg.items() if k not in ("_target_", "name", "strength", "grid")}

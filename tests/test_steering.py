@@ -7,10 +7,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from baselines import steering
-from baselines.directions import capture, response_activations
 from grasp_bench import models
 from grasp_bench.artifacts import BadInput
+from grasp_bench.baselines import steering
+from grasp_bench.baselines.directions import capture, response_activations
 from grasp_bench.pipeline import Run, slices
 from tests.conftest import tiny_method
 
