@@ -92,6 +92,7 @@ def bench_steps(model_name: str, rounds: int) -> dict:
     from grasp_bench import models
     from grasp_bench.data import load_train, tokenize_chat
     from grasp_bench.method import RunContext
+    from grasp_bench.pipeline import instantiate
     from grasp_bench.train import ChatCollator
     from tests.conftest import TINY, compose_config  # the tests' composition helper: the real config
 
@@ -111,8 +112,12 @@ def bench_steps(model_name: str, rounds: int) -> dict:
 
     d = models.decoder_layers(make()[0], cfg.model.layers_path)[0].self_attn.o_proj.base_layer.out_features
     Q = torch.linalg.qr(torch.randn(d, 1, generator=torch.Generator().manual_seed(0)))[0]
-    variants = {"naive": None, "naive_control": None, "weights": GRASP(strength=1.0),
-                "residual_grad": GRASP(strength=1.0, projection="residual_grad")}
+    def grasp(projection: str) -> GRASP:  # as `method=grasp` builds it (the YAML's knobs), pooled k = 1 writers
+        return instantiate(compose_config("method=grasp", "method.strength=1", "method.pooling=pooled",
+                                          f"method.projection={projection}").method)
+
+    variants = {"naive": None, "naive_control": None, "weights": grasp("weights"),
+                "residual_grad": grasp("residual_grad")}
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         ctx = RunContext(cfg=cfg, run_dir=Path(tmp))
