@@ -63,15 +63,19 @@ def test_pareto_frontier():
     assert pareto(pts) == [(0.3, 0.2), (0.5, 0.5), (0.6, 0.7)]
 
 
-def test_report_writes_csv_markdown_and_a_png(tmp_path):
-    rows = [("base", 0.0, 0, 0.15, 0.0), ("sft", 0.0, 0, 0.62, 0.97), ("grasp", 0.5, 0, 0.6, 0.5),
-            ("grasp", 1.0, 0, 0.58, 0.1), ("grasp", 1.0, 1, 0.56, 0.2)]
+def write_runs(root, rows):
     for method, strength, seed, x, y in rows:
-        d = tmp_path / "toy" / "m" / method / f"strength={strength:g}" / f"seed={seed}"
+        d = root / "toy" / "m" / method / f"strength={strength:g}" / f"seed={seed}"
         write_json(d / "metrics" / "rule.json", {
             "task": "toy", "model": "m", "method": method, "variant": method, "strength": strength, "seed": seed,
             "judge": "rule", "eval/task_score": x, "eval/task_score_n": 100, "eval/task_score_n_unscored": 0,
             "eval/spurious_rate": y, "eval/spurious_rate_n": 60, "eval/spurious_rate_n_unscored": 1})
+
+
+def test_report_writes_csv_markdown_and_a_png(tmp_path):
+    rows = [("base", 0.0, 0, 0.15, 0.0), ("sft", 0.0, 0, 0.62, 0.97), ("grasp", 0.5, 0, 0.6, 0.5),
+            ("grasp", 1.0, 0, 0.58, 0.1), ("grasp", 1.0, 1, 0.56, 0.2)]
+    write_runs(tmp_path, rows)
     out = aggregate(tmp_path, quiet=True)
     df = pd.read_csv(tmp_path / "results.csv")
     assert out["rows"] == len(df) == 5
@@ -84,15 +88,6 @@ def test_report_writes_csv_markdown_and_a_png(tmp_path):
     assert table[-1] == "| grasp | 1 | 2 | 0.570 ± 0.014 [0.44, 0.70] | 0.150 ± 0.071 [-0.49, 0.79] | 200/120 | 0/2 |"
     png = tmp_path / "plots" / "tradeoff_toy_m_rule.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-
-
-def write_runs(root, rows):
-    for method, strength, seed, x, y in rows:
-        d = root / "toy" / "m" / method / f"strength={strength:g}" / f"seed={seed}"
-        write_json(d / "metrics" / "rule.json", {
-            "task": "toy", "model": "m", "method": method, "variant": method, "strength": strength, "seed": seed,
-            "judge": "rule", "eval/task_score": x, "eval/task_score_n": 100, "eval/task_score_n_unscored": 0,
-            "eval/spurious_rate": y, "eval/spurious_rate_n": 60, "eval/spurious_rate_n_unscored": 1})
 
 
 def test_hypervolume_is_the_dominated_area():
