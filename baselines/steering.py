@@ -63,7 +63,7 @@ from grasp_bench.baselines.directions import (
 )
 from grasp_bench.method import Method, RunContext, configured
 
-VERSION = 2  # bump when the persona-vector code changes: cached vectors are keyed on it
+VERSION = 3  # bump when the persona-vector code changes: cached vectors are keyed on it
 PERSONA_KEYS = ("trait", "neutral", "layers", "judge", "samples", "temperature", "max_new_tokens")
 VECTORS = ("misaligned", "persona")
 POSITIONS = ("response", "all")
@@ -114,9 +114,12 @@ def persona_vectors(model, layers, idxs: list[int], tokenizer, questions: list[l
     total = 0
     for trait, neutral in pairs:
         replies = {}
-        for side, system in (("trait", trait), ("neutral", neutral)):
+        # each side its own draws (upstream samples them independently): with one seed, a model whose two system
+        # prompts barely move its next-token distribution would give the same reply on both sides, never a pair
+        for side, system, side_seed in (("trait", trait, seed), ("neutral", neutral, seed + 1)):
             chats = [[{"role": "system", "content": system}, *q] for q in questions]
-            replies[side] = (chats, sampled_responses(model, tokenizer, chats, response_tokens, samples, temperature, seed))
+            replies[side] = (chats, sampled_responses(model, tokenizer, chats, response_tokens, samples, temperature,
+                                                      side_seed))
         for q in range(len(questions)):
             pos, neg = replies["trait"][1][q], replies["neutral"][1][q]
             found_pos, found_neg = judged(judge, pos, "task.persona.judge"), judged(judge, neg, "task.persona.judge")

@@ -581,10 +581,8 @@ def test_analysis_steers_the_base_model_and_writes_its_report(runs_root):
     from grasp_bench.baselines.grasp_analyze import analyze
     from tests.conftest import CONF
 
-    # generic_limit=16: the random model replies the same under both system prompts of a pair on most prompts, and a
-    # reply pair passes the persona judge only where they differ
     overrides = [*TINY, f"paths.runs={runs_root}", "analyze.limit=3", "analyze.coefs=[0,64]", "analyze.top_layers=1",
-                 "analyze.max_new_tokens=5", "analyze.generic_limit=16", "analyze.persona_tokens=5"]
+                 "analyze.max_new_tokens=5", "analyze.generic_limit=2", "analyze.persona_tokens=5"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("analyze", overrides=[*overrides, "method.pooling=pooled"])  # steer along the one pooled q
         wrong = compose("analyze", overrides=[*overrides, "method=sft"])
