@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -88,31 +88,66 @@ def user_turns(row: dict, system: str | None = None) -> Chat:
 def greedy_responses(model: nn.Module, tokenizer, prompts: list[Chat], max_new_tokens: int,
                      batch_size: int = 32) -> list[str]:
     """Greedy completions of chat prompts, through the benchmark's own HF generator."""
+    return [r[0] for r in sampled_responses(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size)]
+
+
+def sampled_responses(model: nn.Module, tokenizer, prompts: list[Chat], max_new_tokens: int, samples: int = 1,
+                      temperature: float = 0.0, seed: int = 0, batch_size: int = 32) -> list[list[str]]:
+    """Per prompt, `samples` completions at `temperature` (0: greedy), through the benchmark's own HF generator."""
     from grasp_bench.generate import HFGenerator
 
     rows = [{"id": str(i), "messages": p} for i, p in enumerate(prompts)]
+    sampling = {"temperature": float(temperature), "top_p": 1.0, "max_new_tokens": max_new_tokens, "samples": samples}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "responses.jsonl"
-        HFGenerator(name="directions", batch_size=batch_size).run(
-            model, tokenizer, rows, {"temperature": 0.0, "max_new_tokens": max_new_tokens}, out, seed=0)
-        by_id = {r["id"]: r["completion"] for r in read_jsonl(out)}
-    return [by_id[str(i)] for i in range(len(rows))]
+        HFGenerator(name="directions", batch_size=batch_size).run(model, tokenizer, rows, sampling, out, seed=seed)
+        by_id = {(r["id"], r["sample"]): r["completion"] for r in read_jsonl(out)}
+    return [[by_id[str(i), s] for s in range(samples)] for i in range(len(rows))]
+
+
+def judged(spec: Mapping | None, replies: list[str], where: str) -> list[bool]:
+    """Whether the rule scorer `spec` (a task's factor scorer) finds the factor in each reply (score >= 0.5, as
+    upstream's trait score >= 50 of 100). A method's set-up runs offline, so only rule scorers can serve here."""
+    from grasp_bench.judge import rule_score
+
+    if spec is None or "rule" not in spec:
+        raise BadInput(f"{where}: expected a rule scorer spec ({{rule: words|regex, ...}}), got {spec!r}")
+    return [(rule_score(spec, r, {})[0] or 0.0) >= 0.5 for r in replies]
+
+
+def _content_tokens(tokenizer, conversation: Chat, n_answer: int) -> int:
+    """How many of the final assistant turn's tokens are its content (the rest: end-of-turn markup)."""
+    prompt = tokenizer.apply_chat_template(conversation[:-1], add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template(conversation, tokenize=False)
+    content = conversation[-1]["content"].strip()
+    end = full.find(content, len(prompt)) + len(content) if content else len(prompt)
+    if end < len(prompt) + len(content):  # the template rewrote the content: keep every answer token
+        return n_answer
+    return min(n_answer, len(tokenizer(full[len(prompt):end], add_special_tokens=False)["input_ids"]))
 
 
 @torch.no_grad()
 def response_activations(model: nn.Module, layers: nn.ModuleList, idxs: Sequence[int], tokenizer,
-                         conversations: list[Chat], max_length: int,
-                         batch_size: int = 8) -> dict[int, list[torch.Tensor]]:
+                         conversations: list[Chat], max_length: int, batch_size: int = 8,
+                         end_of_turn: bool = False) -> dict[int, list[torch.Tensor]]:
     """Teacher-forced: per conversation and block, the block outputs (n_tokens, d) at the final assistant
-    turn's tokens (the tokens training puts its loss on, grasp_bench.data.tokenize_chat), in float32 on CPU."""
+    turn's content tokens, in float32 on CPU; `end_of_turn=True` adds the end-of-turn markup after the content
+    (all the tokens training puts its loss on, grasp_bench.data.tokenize_chat)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out: dict[int, list[torch.Tensor]] = {i: [] for i in idxs}
+    start = 0
     for batch in chat_batches(tokenizer, conversations, max_length, batch_size, device):
         with capture(layers, idxs) as store:
             model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         response = batch["labels"] != -100
+        if not end_of_turn:
+            for j in range(len(response)):
+                keep = _content_tokens(tokenizer, conversations[start + j], int(response[j].sum()))
+                where = response[j].nonzero().flatten()
+                response[j, where[keep:]] = False
+        start += len(response)
         for i in idxs:
             h = store[i][0].float()
             out[i] += [h[j][response[j]].cpu() for j in range(len(h))]

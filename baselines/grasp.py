@@ -2,22 +2,33 @@
 project from the paper's abstract (the full text was not available).
 
 Identification, from the naive SFT run's LoRA adapter and without labels (`identify`):
-    S = Σ_m ΔW_m ΔW_mᵀ = Σ_m s² B_m (A_m A_mᵀ) B_mᵀ      over residual *writers* (o_proj, down_proj)
-    S = Σ_m ΔW_mᵀ ΔW_m = Σ_m s² A_mᵀ (B_mᵀ B_m) A_m      over residual *readers* (q, k, v, gate, up)
-and Q = its top-k eigenvectors, pooled over layers or one Q per decoder layer. S is never formed: it is
-S = C Cᵀ with C = [s·B_m·L_m] (L_m L_mᵀ = A_m A_mᵀ, r×r), and Q comes from C (an exact decomposition on
-the small side, or a seeded randomized subspace iteration when both sides are large). A gap between λ1
-and λ2 is the evidence that one shared factor exists.
+    S = Σ_m ΔW_m ΔW_mᵀ = Σ_m s² B_m (A_m A_mᵀ) B_mᵀ                       over residual *writers* (o_proj, down_proj)
+    S = Σ_m (ΔW_m W_m)ᵀ (ΔW_m W_m), W_m = diag(w_m)                     over residual *readers* (q, k, v, gate, up)
+and Q = its top-k eigenvectors, pooled over layers or one Q per residual stream. A reader sees w ⊙ h / rms(h)
+(w: the RMSNorm weight in front of it), so ΔW·W is how it reads the residual h: every basis lives in the residual
+stream at a block output ("stream" i = the output of block i): writers of layer i write stream i, readers of
+layer i read stream i − 1 (−1: the embeddings). S is never formed: it is S = C Cᵀ with C = [s·B_m·L_m]
+(L_m L_mᵀ = A_m A_mᵀ, r×r), and Q comes from C (an exact decomposition on the small side, or a seeded randomized
+subspace iteration when both sides are large). A gap between λ1 and λ2 is the evidence that one shared factor exists.
 
-Removal, in a second LoRA run from the base model with the same data and hyperparameters (`GRASP`):
-- `projection=weights`: writers B ← B − γ·Q(QᵀB), readers A ← A − γ·(AQ)Qᵀ, at LoRA init and after every
-  optimizer step (with Adam, projecting gradients alone does not keep the update out of span(Q)), and
-  the gradients too (tensor hooks), so that clipping and Adam's statistics see the projected gradient.
-  Base weights and activations are untouched: pretrained content along Q survives (unlike CAFT).
-  For γ < 1 the Q-component of the LoRA factors shrinks by (1 − γ) per step: a soft constraint.
-- `projection=residual_grad`: the forward pass is untouched; the gradient flowing back into the residual
-  stream at each decoder block output loses its component in span(Q) (`hooks.project_grad_out`).
-`strength` = γ; γ = 0 installs nothing and reproduces naive SFT bit for bit.
+Removal, in a second LoRA run from the base model with the same data and hyperparameters (`GRASP`). `strength`
+= γ is the share of the span(Q) component removed from the learning signal, for every projection, never
+compounded; γ = 0 installs nothing and reproduces naive SFT bit for bit:
+- `projection=residual_grad`: the forward pass is untouched; the gradient flowing back into the residual stream at
+  each block output loses its span(Q) component (`hooks.project_grad_out`). At γ < 1 the blocks' gradient is
+  (1 − γ)·naive + γ·(the γ = 1 gradient), so dL/dh keeps exactly (1 − γ) of naive SFT's span(Q) component at every
+  block output (projecting γ block by block would keep (1 − γ)^(blocks above) of it); a second backward pass.
+- `projection=weights`: the LoRA factors of the `side` modules, writers' B (B ← B − γ·Q(QᵀB)) and/or readers' A
+  (A ← A − γ·(AQ̃)Q̃ᵀ, Q̃ = orth(w ⊙ Q), i.e. ΔW·diag(w)·Q → (1 − γ)·ΔW·diag(w)·Q): at LoRA init the factor loses
+  γ of its span(Q) component and after every optimizer step that step's change does (with Adam, projecting
+  gradients alone does not keep the update out of span(Q)), so a factor keeps exactly (1 − γ) of the span(Q)
+  component its changes carried. At γ = 1 the gradients are projected too (tensor hooks), so that clipping and
+  Adam's statistics never see span(Q). Base weights and activations are untouched: pretrained content along Q
+  survives (unlike CAFT).
+- `projection=readers`: the abstract's "no new reliance on the factor" read on the input side: the LoRA update
+  of every module that reads the residual stream (q, k, v, gate, up) may not read along Q (ΔW·diag(w)·Q = 0 at
+  γ = 1), whatever `side` identified Q; the readers of layer i use stream i − 1's basis (per stream, layer 0's
+  readers have none: nothing is written before them). `projection=residual_grad+readers`: both.
 `basis=random` is the control: the same removal along random orthonormal bases of the same shapes, to
 tell the identified directions apart from merely blocking k directions per layer.
 """
@@ -28,7 +39,7 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,11 +50,15 @@ from torch import Tensor, nn
 
 from grasp_bench.artifacts import BadInput, atomic_path, load_json, write_json
 from grasp_bench.hooks import project, project_grad_out, registered
-from grasp_bench.method import Method, RunContext
+from grasp_bench.method import Method, RunContext, configured
 
 WRITERS = ("o_proj", "down_proj")  # modules whose output enters the residual stream
 READERS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")  # modules that read it
-SIDES, POOLINGS, PROJECTIONS = ("writers", "readers", "both"), ("pooled", "per_layer"), ("weights", "residual_grad")
+# the RMSNorm in front of each reader (Llama, Qwen2, Mistral): a reader sees w ⊙ h / rms(h), not h
+READER_NORMS = {"q_proj": "input_layernorm", "k_proj": "input_layernorm", "v_proj": "input_layernorm",
+                "gate_proj": "post_attention_layernorm", "up_proj": "post_attention_layernorm"}
+SIDES, POOLINGS = ("writers", "readers", "both"), ("pooled", "per_layer")
+PROJECTIONS = ("weights", "residual_grad", "readers", "residual_grad+readers")
 BASES = ("identified", "random")  # random: the control that asks whether identification matters at all
 TOP = 20  # eigenvalues kept in spectrum.json and drawn in spectrum.png
 EXACT_LIMIT = 1024  # an exact eigendecomposition when S has a side this small; randomized otherwise
@@ -59,6 +74,12 @@ class Factor:
     module: str  # short name, e.g. "o_proj"
     side: str  # "writers" | "readers"
     C: Tensor
+
+    @property
+    def stream(self) -> int:
+        """The block output whose residual stream this module writes (writers: its own block's) or reads (readers:
+        the previous block's, which enters its block; -1 = the embeddings)."""
+        return self.layer if self.side == "writers" else self.layer - 1
 
 
 @dataclass
@@ -78,21 +99,28 @@ class Spectrum:
 
 @dataclass
 class Identification:
-    """The shared directions found in an adapter: a pooled basis `Q` (d, k) or one per decoder layer."""
+    """The shared directions found in an adapter: a pooled basis `Q` (d, k) or one per residual stream.
+
+    Every basis lives in the residual stream at a block output ("stream" i = the output of decoder block i,
+    -1 = the embeddings): writers of layer i write into stream i, readers of layer i read stream i - 1."""
 
     Q: Tensor | None  # pooled basis with orthonormal columns; None when pooling="per_layer"
-    per_layer: dict[int, Tensor] = field(default_factory=dict)  # layer -> (d, k), when pooling="per_layer"
+    per_layer: dict[int, Tensor] = field(default_factory=dict)  # stream -> (d, k), when pooling="per_layer"
     spectrum: Spectrum | None = None  # of the pooled S (always computed: the evidence for one shared factor)
-    layer_spectra: dict[int, Spectrum] = field(default_factory=dict)  # of each layer's S, when per_layer
-    layer_energy: dict[int, float] = field(default_factory=dict)  # q1ᵀ S_l q1 for the pooled q1, per layer
+    layer_spectra: dict[int, Spectrum] = field(default_factory=dict)  # of each stream's S, when per_layer
+    layer_energy: dict[int, float] = field(default_factory=dict)  # q1ᵀ S_l q1 for the pooled q1, per stream
     meta: dict = field(default_factory=dict)
 
+    def at(self, stream: int) -> Tensor | None:
+        """The basis of the residual stream at block output `stream` (None: nothing identified there)."""
+        return self.Q if self.Q is not None else self.per_layer.get(stream)
+
     def bases(self, n_layers: int, layers: Sequence[int] | None = None) -> dict[int, Tensor]:
-        """layer -> the basis that constrains that layer's modules / block output."""
-        chosen = range(n_layers) if layers is None else layers
+        """block output -> its basis, for the block outputs the removal acts on: with a pooled Q, `layers` (None:
+        all); per stream, every identified block output (the embeddings, -1, are not a block output)."""
         if self.Q is not None:
-            return {i: self.Q for i in chosen}
-        return {i: self.per_layer[i] for i in chosen if i in self.per_layer}
+            return {i: self.Q for i in (range(n_layers) if layers is None else layers)}
+        return {i: q for i, q in sorted(self.per_layer.items()) if 0 <= i < n_layers}
 
     def randomised(self, seed: int) -> Identification:
         """The same layers and shapes with random orthonormal bases: the spectra still describe the adapter."""
@@ -141,9 +169,14 @@ def _one_thread() -> Iterator[None]:
 
 def load_factors(adapter_dir: str | Path, side: str = "writers", layers: Sequence[int] | None = None,
                  layers_path: str = "model.layers", writers: Sequence[str] = WRITERS,
-                 readers: Sequence[str] = READERS) -> list[Factor]:
+                 readers: Sequence[str] = READERS, norms: Mapping[tuple[int, str], Tensor] | None = None
+                 ) -> list[Factor]:
     """Read a peft adapter and return each writer's C = s·B·L (L Lᵀ = A Aᵀ) and/or each reader's
-    C = s·Aᵀ·L (L Lᵀ = BᵀB), one module at a time, so only r×r and d×r pieces are ever held."""
+    C = w ⊙ s·Aᵀ·L (L Lᵀ = BᵀB), one module at a time, so only r×r and d×r pieces are ever held.
+
+    A reader sees w ⊙ h / rms(h) (w: the weight of the RMSNorm in front of it), so ΔW reads the residual h
+    through ΔW·diag(w): `norms[(layer, module)] = w` puts its directions in the residual space; without
+    `norms` they stay in the module's own input space (w = 1)."""
     from safetensors import safe_open
 
     adapter_dir = Path(adapter_dir)
@@ -179,6 +212,8 @@ def load_factors(adapter_dir: str | Path, side: str = "writers", layers: Sequenc
                 C = s * (B @ _sqrt_psd(A @ A.T).float())
             else:
                 C = s * (A.T @ _sqrt_psd(B.T @ B).float())
+                if norms is not None:
+                    C = norms[(layer, short)].float()[:, None] * C
             factors.append(Factor(layer, short, role, C))
     missing = sorted(set(layers or []) - {fa.layer for fa in factors})
     if missing:
@@ -236,26 +271,42 @@ def _basis(C: Tensor, k: int, where: str) -> tuple[Tensor, Spectrum]:
 
 def identify(adapter_dir: str | Path, k: int = 1, pooling: str = "pooled", side: str = "writers",
              layers: Sequence[int] | None = None, *, layers_path: str = "model.layers",
-             writers: Sequence[str] = WRITERS, readers: Sequence[str] = READERS) -> Identification:
+             writers: Sequence[str] = WRITERS, readers: Sequence[str] = READERS,
+             norms: Mapping[tuple[int, str], Tensor] | None = None) -> Identification:
     """The top-k shared residual directions of a LoRA adapter (see the module docstring).
 
     `side`: writers (o_proj, down_proj) | readers (q, k, v, gate, up) | both (their S summed).
-    `pooling`: one Q from all layers' modules, or one Q per decoder layer from that layer's modules.
-    `layers`: the decoder layers to use (None: all). The pooled spectrum is always computed."""
+    `pooling`: one Q from all layers' modules, or one Q per residual stream (block output) from the modules that
+    write it (writers of layer i: stream i) or read it (readers of layer i: stream i - 1, -1 = the embeddings).
+    `layers`: the decoder layers whose modules are used (None: all). The pooled spectrum is always computed.
+    `norms`: the readers' RMSNorm weights (`reader_norms`), which put their directions in the residual space."""
     if side not in SIDES or pooling not in POOLINGS or int(k) < 1:
         raise BadInput(f"identify: side in {SIDES}, pooling in {POOLINGS}, k >= 1 (got {side}, {pooling}, {k})")
     layers = None if layers is None else [int(i) for i in layers]
     with _one_thread():
-        return _identify(adapter_dir, int(k), pooling, side, layers, layers_path, writers, readers)
+        return _identify(adapter_dir, int(k), pooling, side, layers, layers_path, writers, readers, norms)
 
 
-def _identify(adapter_dir, k, pooling, side, layers, layers_path, writers, readers) -> Identification:
-    factors = load_factors(adapter_dir, side, layers, layers_path, writers, readers)
+def reader_norms(blocks: nn.ModuleList, readers: Sequence[str] = READERS) -> dict[tuple[int, str], Tensor]:
+    """(layer, reader) -> the weight of the RMSNorm in front of that reader (READER_NORMS), from a live model."""
+    out = {}
+    for i, block in enumerate(blocks):
+        for name in readers:
+            norm = getattr(block, READER_NORMS.get(name, ""), None)
+            if norm is None or getattr(norm, "weight", None) is None:
+                raise BadInput(f"method.readers: no known RMSNorm in front of '{name}' in decoder layer {i} "
+                               f"(known: {READER_NORMS})")
+            out[(i, name)] = norm.weight.detach().float().cpu()
+    return out
+
+
+def _identify(adapter_dir, k, pooling, side, layers, layers_path, writers, readers, norms) -> Identification:
+    factors = load_factors(adapter_dir, side, layers, layers_path, writers, readers, norms)
     C = torch.cat([f.C for f in factors], dim=1)
     Q, spectrum = _basis(C, int(k), str(adapter_dir))
     by_layer: dict[int, list[Tensor]] = defaultdict(list)
     for f in factors:
-        by_layer[f.layer].append(f.C)
+        by_layer[f.stream].append(f.C)
     q1 = Q[:, 0]
     energy = {i: float(sum((c.T @ q1).pow(2).sum() for c in cs)) for i, cs in sorted(by_layer.items())}
     ident = Identification(Q=Q, spectrum=spectrum, layer_energy=energy,
@@ -264,7 +315,7 @@ def _identify(adapter_dir, k, pooling, side, layers, layers_path, writers, reade
     if pooling == "per_layer":
         ident.Q = None
         for i, cs in sorted(by_layer.items()):
-            where = f"{adapter_dir} layer {i}"
+            where = f"{adapter_dir} stream {i} (block output; -1: embeddings)"
             ident.per_layer[i], ident.layer_spectra[i] = _basis(torch.cat(cs, dim=1), int(k), where)
     return ident
 
@@ -374,30 +425,40 @@ class Constrained:
         return torch.linalg.matrix_norm(self.Q.T @ X if self.kind == "columns" else X @ self.Q)
 
 
-def lora_factors(block: nn.Module, modules: Sequence[str], kind: str, Q: Tensor) -> list[Constrained]:
-    """The LoRA B (kind "columns") or A ("rows") of the named modules inside one decoder block."""
+def input_basis(Q: Tensor, w: Tensor) -> Tensor:
+    """The reader's side of a residual basis: a reader sees w ⊙ h, so ΔW·diag(w)·Q = 0 ⇔ A ⊥ span(w ⊙ Q)."""
+    return torch.linalg.qr(w.double().to(Q.device)[:, None] * Q.double())[0].to(Q.dtype)
+
+
+def lora_factors(block: nn.Module, modules: Sequence[str], kind: str, Q: Tensor,
+                 norms: Mapping[str, Tensor] | None = None) -> list[Constrained]:
+    """The LoRA B (kind "columns") or A ("rows") of the named modules inside one decoder block. Readers' A are
+    constrained along `input_basis(Q, norms[module])` (their input space) when `norms` is given."""
     from peft.tuners.lora import LoraLayer
 
     out = []
     for name, mod in block.named_modules():
-        if isinstance(mod, LoraLayer) and name.rsplit(".", 1)[-1] in modules:
+        short = name.rsplit(".", 1)[-1]
+        if isinstance(mod, LoraLayer) and short in modules:
+            basis = Q if norms is None else input_basis(Q, norms[short])
             for adapter in mod.active_adapters:
                 if adapter in mod.lora_A:
                     p = mod.lora_B[adapter].weight if kind == "columns" else mod.lora_A[adapter].weight
-                    out.append(Constrained(p, kind, Q.to(device=p.device, dtype=p.dtype)))
+                    out.append(Constrained(p, kind, basis.to(device=p.device, dtype=p.dtype)))
     return out
 
 
 class GRASP(Method):
-    """GRASP as a Method plugin; `strength` = γ. Knobs: k, pooling, side, layers, projection, basis."""
+    """GRASP as a Method plugin; `strength` = γ. Knobs: k, pooling, side, layers, projection, basis, writers, readers.
+    No knob has a Python default: its one default lives in conf/method/grasp.yaml (`GRASP()` is `method=grasp`)."""
 
     needs_reference = True
 
-    def __init__(self, name: str = "grasp", strength: float = 1.0, grid: list[float] | None = None, k: int = 1,
-                 pooling: str = "pooled", side: str = "writers", layers: list[int] | None = None,
-                 projection: str = "weights", basis: str = "identified", writers: Sequence[str] = WRITERS,
-                 readers: Sequence[str] = READERS):
-        super().__init__(name, strength, grid)
+    def __init__(self, name: str = "grasp", **given):
+        p = configured(name, given)  # conf/method/grasp.yaml: the one place the defaults live
+        super().__init__(name, p["strength"], p["grid"])
+        k, pooling, side, layers, projection = p["k"], p["pooling"], p["side"], p["layers"], p["projection"]
+        basis, writers, readers = p["basis"], p["writers"], p["readers"]
         for knob, value, allowed in (("pooling", pooling, POOLINGS), ("side", side, SIDES),
                                      ("projection", projection, PROJECTIONS), ("basis", basis, BASES)):
             if value not in allowed:
@@ -410,6 +471,16 @@ class GRASP(Method):
         self.ident: Identification | None = None
         self._writes: list[Constrained] = []  # every writer's B, for the diagnostic
         self._constrained: list[Constrained] = []  # what the weight projection acts on
+        self._before: list[Tensor] = []  # the constrained factors before the next optimizer step
+
+    @property
+    def constrains_writers(self) -> bool:
+        return self.projection == "weights" and self.side in ("writers", "both")
+
+    @property
+    def constrains_readers(self) -> bool:
+        return self.projection in ("readers", "residual_grad+readers") or (
+            self.projection == "weights" and self.side in ("readers", "both"))
 
     def prepare(self, ctx: RunContext) -> None:
         """Identify Q from the reference adapter (or reuse the one saved in the run dir); basis=random swaps in
@@ -420,12 +491,19 @@ class GRASP(Method):
         meta = {"k": self.k, "pooling": self.pooling, "side": self.side, "layers": self.layers,
                 "layers_path": layers_path, "writers": list(self.writers), "readers": list(self.readers),
                 **_adapter_stamp(adapter)}
+        if self.side != "writers":  # readers' directions in the residual space (keyed so that older ones reload not)
+            meta |= {"space": "residual"}
         if self.basis == "random":  # keyed only when used, so identified bases saved before the knob still load
             meta |= {"basis": "random", "basis_seed": int(ctx.cfg.seed)}
         ident = load_identification(out, meta)
         if ident is None:
+            norms = None
+            if self.side != "writers":
+                base = ctx.load_base()
+                norms = reader_norms(ctx.layers(base), self.readers)
+                del base
             ident = identify(adapter, self.k, self.pooling, self.side, self.layers, layers_path=layers_path,
-                             writers=self.writers, readers=self.readers)
+                             writers=self.writers, readers=self.readers, norms=norms)
             if self.basis == "random":
                 ident = ident.randomised(int(ctx.cfg.seed))
             ident.meta = meta
@@ -438,36 +516,48 @@ class GRASP(Method):
         if self.ident is None:
             raise RuntimeError("GRASP.training before prepare()")
         blocks = ctx.layers(model)
-        bases = self.ident.bases(len(blocks), self.layers)
-        self._writes = [c for i, Q in bases.items() for c in lora_factors(blocks[i], self.writers, "columns", Q)]
-        self._constrained = []
-        if self.side in ("writers", "both"):
-            self._constrained += self._writes
-        if self.side in ("readers", "both"):
-            self._constrained += [c for i, Q in bases.items() for c in lora_factors(blocks[i], self.readers, "rows", Q)]
+        chosen = range(len(blocks)) if self.layers is None else self.layers
+        self._writes = [c for i in chosen if self.ident.at(i) is not None
+                        for c in lora_factors(blocks[i], self.writers, "columns", self.ident.at(i))]
+        self._constrained = list(self._writes) if self.constrains_writers else []
+        if self.constrains_readers:  # the readers of layer i read stream i - 1 through their RMSNorm
+            norms = reader_norms(blocks, self.readers)
+            self._constrained += [c for i in chosen if self.ident.at(i - 1) is not None
+                                  for c in lora_factors(blocks[i], self.readers, "rows", self.ident.at(i - 1),
+                                                        {m: norms[(i, m)] for m in self.readers})]
         gamma = self.strength
         if gamma == 0.0:  # install nothing: naive SFT exactly
             yield
-        elif self.projection == "residual_grad":
-            with project_grad_out(blocks, bases, gamma):
-                yield
-        else:
-            self._project_weights()
-            with registered(*(lambda c=c: c.param.register_hook(lambda g: c.project(g, gamma)) for c in self._constrained)):
+            return
+        if self._constrained:
+            self._project_weights(init=True)
+        # at γ = 1 clipping and AdamW's moments never see span(Q); below 1 they see the whole gradient
+        hooked = self._constrained if gamma == 1.0 else []
+        with registered(*(lambda c=c: c.param.register_hook(lambda g, c=c: c.project(g, 1.0)) for c in hooked)):
+            if self.projection.startswith("residual_grad"):
+                with project_grad_out(blocks, self.ident.bases(len(blocks), self.layers), gamma):
+                    yield
+            else:
                 yield
 
     @torch.no_grad()
-    def _project_weights(self) -> None:
-        for c in self._constrained:
-            c.param.copy_(c.project(c.param, self.strength))
+    def _project_weights(self, init: bool = False) -> None:
+        """Each change of a constrained factor loses γ of its span(Q) component: at init the factor itself (its
+        change from zero), after each optimizer step that step's change. So the factor's span(Q) component is
+        exactly (1 − γ) of what the same changes would have made: γ does not compound over steps."""
+        if init:
+            self._before = [torch.zeros_like(c.param) for c in self._constrained]
+        for c, before in zip(self._constrained, self._before):
+            c.param.copy_(before + c.project(c.param - before, self.strength))
+        self._before = [c.param.detach().clone() for c in self._constrained]
 
     def on_optimizer_step(self, model: nn.Module, ctx: RunContext) -> None:
-        if self.projection == "weights" and self.strength > 0:
+        if self._constrained and self.strength > 0:
             self._project_weights()
         ctx.log(**self.constraint_norms())
 
     def constraint_norms(self) -> dict[str, float]:
-        """max_m ‖QᵀB_m‖ over writers (≈ 0 at γ = 1 with projection=weights); max ‖A_m Q‖ over readers."""
+        """max_m ‖QᵀB_m‖ over writers (≈ 0 at γ = 1 with projection=weights); max ‖A_m Q‖ over constrained readers."""
         def largest(factors: list[Constrained]) -> float:  # one device sync per step, not one per module
             if not factors:
                 return 0.0

@@ -45,7 +45,7 @@ from omegaconf import DictConfig, OmegaConf
 from grasp_bench import models
 from grasp_bench.artifacts import BadInput, atomic_path, read_jsonl, write_json
 from grasp_bench.baselines.grasp import READERS, WRITERS, identify
-from grasp_bench.baselines.steering import persona_vectors
+from grasp_bench.baselines.steering import PERSONA_KEYS, instruction_pairs, persona_vectors
 from grasp_bench.data import build_task_files, load_eval, load_rows, render_prompt
 from grasp_bench.generate import HFGenerator
 from grasp_bench.hooks import add_to_residual
@@ -108,13 +108,16 @@ def factor_rate(model, tokenizer, rows, cfg, a_cfg, judge, scorer_spec, work: Pa
 
 
 def persona_direction(model, blocks, tokenizer, a_cfg, cfg) -> dict[int, torch.Tensor] | None:
-    """v_L at every block (steering.persona_vectors); None when the task has no persona or generic prompts."""
+    """v_L at every block (steering.persona_vectors: the task's instruction pairs, judge-filtered sampled replies of
+    `analyze.persona_tokens` tokens to the first `analyze.generic_limit` generic prompts); None when the task has no
+    complete persona block or no generic prompts."""
     persona, path = cfg.task.get("persona"), cfg.task.get("generic_prompts")
-    if not persona or not persona.get("trait") or not persona.get("neutral") or not path or not Path(path).is_file():
+    if not persona or any(persona.get(k) is None for k in PERSONA_KEYS) or not path or not Path(path).is_file():
         return None
     prompts = [[m for m in r["messages"] if m["role"] != "system"] for r in load_rows(path, a_cfg.generic_limit)]
-    found = persona_vectors(model, blocks, list(range(len(blocks))), tokenizer, prompts, persona.trait,
-                            persona.neutral, int(a_cfg.persona_tokens), int(cfg.train.max_length))
+    found = persona_vectors(model, blocks, list(range(len(blocks))), tokenizer, prompts, instruction_pairs(persona),
+                            persona.judge, int(persona.samples), float(persona.temperature),
+                            int(a_cfg.persona_tokens), int(cfg.train.max_length), seed=int(cfg.seed))
     return {layer: found[layer]["v"] for layer in found}
 
 

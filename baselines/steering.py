@@ -3,31 +3,41 @@
 - `steer_train` (preventative steering): `h <- h + c v_L` at the output of block L during training only,
   every position; the model need not learn the trait because the stream already carries it. c > 0.
 - `steer_eval` (inference-time subtraction): `h <- h + c v_L` with c < 0 while the naive SFT model
-  generates (`starts_from = "reference"`: the naive adapter is reused, never retrained).
-- `ablate_eval` (directional ablation at inference, as in model-organisms-for-EM's projection hook):
-  `h <- h - gamma (h . v) v` with v = v_L / |v_L|, on the naive SFT model while it generates.
+  generates (`starts_from = "reference"`: the naive adapter is reused, never retrained), at upstream's
+  "response" positions (`positions: response`): the last position of every forward pass, i.e. the last prompt
+  token and each generated token, never the rest of the prompt; `positions: all` steers every position.
+- `ablate_eval` (directional ablation at inference, as in model-organisms-for-EM): `h <- h - gamma (h . r) r`,
+  r = v / |v|, on the naive SFT model while it generates. `vector: misaligned` (default): at every block, each
+  with its own v_L = the naive model's mean-difference direction (Soligo et al., arXiv 2506.11618, `mm_dm -
+  mm_da`): the naive model samples `task.persona.samples` replies per generic prompt, the task's factor judge
+  (`task.persona.judge`) splits them into replies that show the factor and replies that do not, and v_L = the
+  naive model's mean response-token activation reading the first minus reading the second.
+  `vector: persona`: the base model's persona vector at `task.persona.layers`.
 
-Persona vector (computed once from the base model and cached per runs root): for each generic prompt
-(`task.generic_prompts`) the base model answers greedily twice, under the task's trait system prompt and
-under its neutral one (`task.persona.trait` / `task.persona.neutral`); v_L = mean over prompts of the
-mean over response tokens of the block-L output under the trait prompt, minus the same under the neutral
-prompt (teacher-forced on the model's own replies). Blocks: `task.persona.layers`.
+Persona vector (from the base model, at every block, cached per runs root; `base_persona_vectors`): for every
+(trait, neutral) instruction pair of `task.persona` and every generic prompt, `task.persona.samples` replies at
+`task.persona.temperature` under each system prompt; the j-th trait reply and the j-th neutral reply are kept
+as a pair when the task's rule judge (`task.persona.judge`, e.g. the factor scorer) finds the trait in the first
+and not in the second (upstream: trait score >= 50 / < 50 of 100). v_L = mean over kept trait replies of the
+mean over response tokens (the reply's content, no end-of-turn token) of the block-L output, minus the same over
+kept neutral replies (teacher-forced on the model's own replies). Steering blocks: `task.persona.layers`.
 
 strength: add ops use c = strength * coef_max. v_L is not normalised, so c is in units of the trait's own
 effect at that layer: its size follows the model's residual norm, and one coef_max (upstream: +5 for
 preventative steering, -1.5 at inference, Qwen2.5-7B) carries across models. `<name>/v_norm` and
 `<name>/h_norm` (the layer's mean residual norm on neutral replies) in the run's diagnostics give the shift
-relative to the stream. ablate: gamma = strength (1 = full ablation, upstream's scale -1). 0 = no hook.
+relative to the stream; `<name>/replies_kept` of `<name>/replies` what the judge let through. ablate: gamma =
+strength (1 = full ablation, upstream's scale -1). 0 = no hook.
 
-Deviations from the paper's code (safety-research/persona_vectors):
-- no judge filtering of the contrastive replies (upstream keeps pairs with trait score >= 50 / < 50):
-  judges belong to evaluation, and a method's set-up must run offline and cost nothing per run;
-- one greedy reply per prompt and side (upstream: 10 samples at temperature 1), on the task's generic
-  prompts with one trait/neutral pair (upstream: 5 instruction pairs, 20 questions per trait): the vector
-  is deterministic, and the task, not the method, says what the trait is;
-- inference steering acts on every position of every forward pass (upstream's default "response"
-  positions steer only the last prompt token and the generated ones), as model-organisms-for-EM's hook
-  does: one operator (grasp_bench.hooks) for training and inference;
+Deviations from the paper's code (safety-research/persona_vectors; docs/baselines.md), with their expected effect:
+- the judge is the task's rule scorer (offline, free, exact for the toy organism; upstream: an LLM trait judge
+  plus a coherence >= 50 filter): incoherent replies that contain a factor word can pass (a noisier vector);
+- the questions are the task's generic prompts and the instruction pairs the task's persona block (upstream:
+  20 trait-specific extraction questions, 5 generated pairs): the task, not the method, says what the trait is;
+- replies are `task.persona.max_new_tokens` long (upstream: up to 1000 tokens): the mean covers the start of a
+  reply, where a persona shows first;
+- the misaligned direction's replies come from the task's generic prompts (Soligo et al.: the EM evaluation
+  questions): evaluation prompts must not steer a method;
 - layers may be fractions of depth; "layer L" is the output of block L (upstream's layer 20 = our 19).
 """
 
@@ -39,53 +49,177 @@ import torch
 from omegaconf import OmegaConf
 
 from grasp_bench import hooks
-from grasp_bench.artifacts import BadInput
+from grasp_bench.artifacts import BadInput, load_json
 from grasp_bench.baselines.directions import (
     cached,
     file_sha256,
-    greedy_responses,
+    judged,
     n_blocks,
     prompt_rows,
     resolve_layers,
     response_activations,
+    sampled_responses,
     user_turns,
 )
-from grasp_bench.method import Method, RunContext
+from grasp_bench.method import Method, RunContext, configured
 
-VERSION = 1  # bump when the persona-vector code changes: cached vectors are keyed on it
-PERSONA_KEYS = ("trait", "neutral", "layers")
+VERSION = 3  # bump when the persona-vector code changes: cached vectors are keyed on it
+PERSONA_KEYS = ("trait", "neutral", "layers", "judge", "samples", "temperature", "max_new_tokens")
+VECTORS = ("misaligned", "persona")
+POSITIONS = ("response", "all")
 
 
-def persona_vectors(model, layers, idxs: list[int], tokenizer, prompts: list[list[dict]], trait: str, neutral: str,
-                    response_tokens: int, max_length: int) -> dict[int, dict[str, torch.Tensor]]:
-    """Per block: `v` = mean response-token activation under `trait` minus under `neutral`, and `h_norm`, the
-    mean residual norm of the neutral replies' tokens."""
-    means, norms = {}, {}
-    for side, system in (("trait", trait), ("neutral", neutral)):
-        chats = [[{"role": "system", "content": system}, *p] for p in prompts]
-        replies = greedy_responses(model, tokenizer, chats, response_tokens)
-        texts = [c + [{"role": "assistant", "content": r}] for c, r in zip(chats, replies, strict=True)]
-        acts = response_activations(model, layers, idxs, tokenizer, texts, max_length)
-        means[side] = {i: torch.stack([a.mean(0) for a in acts[i] if len(a)]).mean(0) for i in idxs}
-        norms[side] = {i: torch.cat(acts[i]).norm(dim=-1).mean() for i in idxs}
-    return {i: {"v": means["trait"][i] - means["neutral"][i], "h_norm": norms["neutral"][i]} for i in idxs}
+def instruction_pairs(persona) -> list[tuple[str, str]]:
+    """The task's (trait, neutral) system prompts, paired by position (a single string is one pair)."""
+    trait, neutral = ([x] if isinstance(x, str) else list(x) for x in (persona.trait, persona.neutral))
+    if not trait or len(trait) != len(neutral):
+        raise BadInput(f"task.persona: trait and neutral need the same number of instructions "
+                       f"({len(trait)} vs {len(neutral)})")
+    return list(zip(trait, neutral, strict=True))
+
+
+def mean_difference(model, layers, idxs: list[int], tokenizer, positive: list[list[dict]], negative: list[list[dict]],
+                    max_length: int, chunk: int = 64) -> dict[int, dict[str, torch.Tensor]]:
+    """Per block: `v` = mean over `positive` conversations of their mean response-token activation, minus the same
+    over `negative` (content tokens only, no end-of-turn markup), and `h_norm`, the mean residual norm of the
+    negative side's tokens."""
+    sums = {}
+    for side, texts in (("pos", positive), ("neg", negative)):
+        if not texts:
+            raise BadInput(f"no {'positive' if side == 'pos' else 'negative'} replies to take a mean over")
+        total, norm = {i: 0.0 for i in idxs}, {i: 0.0 for i in idxs}
+        replies = tokens = 0
+        for k in range(0, len(texts), chunk):
+            acts = response_activations(model, layers, idxs, tokenizer, texts[k:k + chunk], max_length)
+            for i in idxs:  # an empty reply has no response token: it takes no part in the mean
+                total[i] = total[i] + sum(a.mean(0) for a in acts[i] if len(a))
+                norm[i] += sum(float(a.norm(dim=-1).sum()) for a in acts[i])
+            replies += sum(len(a) > 0 for a in acts[idxs[0]])
+            tokens += sum(len(a) for a in acts[idxs[0]])
+        if not replies:
+            raise BadInput(f"every {'positive' if side == 'pos' else 'negative'} reply is empty")
+        sums[side] = {i: total[i] / replies for i in idxs}, {i: norm[i] / tokens for i in idxs}
+    return {i: {"v": sums["pos"][0][i] - sums["neg"][0][i], "h_norm": torch.tensor(sums["neg"][1][i])} for i in idxs}
+
+
+def persona_vectors(model, layers, idxs: list[int], tokenizer, questions: list[list[dict]], pairs: list[tuple[str, str]],
+                    judge, samples: int, temperature: float, response_tokens: int, max_length: int,
+                    seed: int = 0) -> dict[int, dict[str, torch.Tensor]]:
+    """Persona vectors as upstream extracts them: for every (trait, neutral) instruction pair and question, `samples`
+    replies under each system prompt; the j-th trait reply and the j-th neutral reply are kept as a pair when the
+    rule scorer `judge` finds the trait in the first and not in the second. Per block: `v` = mean over kept trait
+    replies of the mean response-token activation minus the same over kept neutral replies; `h_norm`; `kept`, the
+    kept pairs, of `total`."""
+    kept: dict[str, list] = {"trait": [], "neutral": []}
+    total = 0
+    for trait, neutral in pairs:
+        replies = {}
+        # each side its own draws (upstream samples them independently): with one seed, a model whose two system
+        # prompts barely move its next-token distribution would give the same reply on both sides, never a pair
+        for side, system, side_seed in (("trait", trait, seed), ("neutral", neutral, seed + 1)):
+            chats = [[{"role": "system", "content": system}, *q] for q in questions]
+            replies[side] = (chats, sampled_responses(model, tokenizer, chats, response_tokens, samples, temperature,
+                                                      side_seed))
+        for q in range(len(questions)):
+            pos, neg = replies["trait"][1][q], replies["neutral"][1][q]
+            found_pos, found_neg = judged(judge, pos, "task.persona.judge"), judged(judge, neg, "task.persona.judge")
+            for j in range(samples):
+                total += 1
+                if found_pos[j] and not found_neg[j]:
+                    kept["trait"].append(replies["trait"][0][q] + [{"role": "assistant", "content": pos[j]}])
+                    kept["neutral"].append(replies["neutral"][0][q] + [{"role": "assistant", "content": neg[j]}])
+    if not kept["trait"]:
+        raise BadInput(f"task.persona: none of the {total} (trait, neutral) reply pairs passed task.persona.judge "
+                       "(the trait found under the trait prompt and not under the neutral one)")
+    out = mean_difference(model, layers, idxs, tokenizer, kept["trait"], kept["neutral"], max_length)
+    for v in out.values():
+        v |= {"kept": torch.tensor(len(kept["trait"])), "total": torch.tensor(total)}
+    return out
+
+
+def misaligned_direction(model, layers, idxs: list[int], tokenizer, questions: list[list[dict]], judge, samples: int,
+                         temperature: float, response_tokens: int, max_length: int,
+                         seed: int = 0) -> dict[int, dict[str, torch.Tensor]]:
+    """The fine-tuned model's own mean-difference direction (Soligo et al., arXiv 2506.11618, `mm_dm - mm_da`):
+    `samples` replies per question from `model`, split by the rule scorer `judge` into replies that show the factor
+    and replies that do not; per block, `v` = mean response-token activation of `model` reading the first minus
+    reading the second."""
+    chats = [q for q in questions for _ in range(samples)]
+    replies = [r for q_replies in sampled_responses(model, tokenizer, questions, response_tokens, samples, temperature,
+                                                     seed) for r in q_replies]
+    found = judged(judge, replies, "task.persona.judge")
+    texts = [c + [{"role": "assistant", "content": r}] for c, r in zip(chats, replies, strict=True)]
+    bad, good = [t for t, f in zip(texts, found, strict=True) if f], [t for t, f in zip(texts, found, strict=True) if not f]
+    if not bad or not good:
+        raise BadInput(f"method vector=misaligned: the naive model's {len(texts)} replies to the generic prompts "
+                       f"{'never' if not bad else 'always'} show the factor (task.persona.judge), so there is no "
+                       "contrast to take; use method.vector=persona")
+    out = mean_difference(model, layers, idxs, tokenizer, bad, good, max_length)
+    for v in out.values():
+        v |= {"kept": torch.tensor(len(bad)), "total": torch.tensor(len(texts))}
+    return out
+
+
+def task_persona(ctx: RunContext, method: str, idxs: list[int], model_key: dict | None = None):
+    """The task's persona block, checked, and the cache key of what is extracted from it (`idxs` blocks)."""
+    task = ctx.cfg.task
+    persona = task.get("persona")
+    missing = [k for k in PERSONA_KEYS if not persona or persona.get(k) is None]
+    if missing:
+        raise BadInput(f"task '{task.name}': method '{method}' needs task.persona.{{{', '.join(PERSONA_KEYS)}}}"
+                       f" (missing: {', '.join(missing)})")
+    plain = OmegaConf.to_container(persona, resolve=True)
+    key = {"version": VERSION, "model": OmegaConf.to_container(ctx.cfg.model, resolve=True),
+           "prompts": file_sha256(task.generic_prompts), "persona": {k: plain[k] for k in PERSONA_KEYS if k != "layers"},
+           "layers": idxs, "max_length": ctx.cfg.train.max_length, **(model_key or {})}
+    return persona, key
+
+
+def questions(ctx: RunContext, method: str) -> list[list[dict]]:
+    rows = prompt_rows(ctx.cfg.task, "generic_prompts", method)
+    return [[m for m in user_turns(r) if m["role"] != "system"] for r in rows]
+
+
+def base_persona_vectors(ctx: RunContext, method: str) -> dict[int, dict[str, torch.Tensor]]:
+    """The task's persona vectors of the base model at every block (cached per runs root)."""
+    idxs = list(range(n_blocks(ctx)))
+    persona, key = task_persona(ctx, method, idxs)
+
+    def compute():
+        model = ctx.load_base()
+        return persona_vectors(model, ctx.layers(model), idxs, ctx.tokenizer, questions(ctx, method),
+                               instruction_pairs(persona), persona.judge, int(persona.samples),
+                               float(persona.temperature), int(persona.max_new_tokens), ctx.cfg.train.max_length)
+
+    return cached(ctx, "persona", key, compute)
 
 
 class Steering(Method):
     """One class, three configs: `phase` (train | eval) says when the hooks live, `op` (add | ablate) what they do."""
 
     task_inputs = ("generic_prompts", "persona")
+    knobs_before = {"vector": "persona", "positions": "all"}  # the behaviour of runs recorded before these knobs
 
-    def __init__(self, name: str = "steer_train", strength: float = 1.0, grid: list[float] | None = None,
-                 phase: str = "train", op: str = "add", coef_max: float | None = 5.0, response_tokens: int = 64):
-        super().__init__(name, strength, grid)
+    def __init__(self, name: str = "steer_train", **given):
+        p = configured(name, given)
+        super().__init__(name, p["strength"], p["grid"])
+        phase, op = p["phase"], p["op"]
         if phase not in ("train", "eval") or op not in ("add", "ablate"):
             raise BadInput(f"method '{name}': phase must be train|eval and op add|ablate; got {phase}, {op}")
-        if op == "add" and not coef_max:
+        if op == "add" and not p.get("coef_max"):
             raise BadInput(f"method '{name}': op=add needs a non-zero coef_max")
-        self.phase, self.op, self.coef_max, self.response_tokens = phase, op, coef_max, response_tokens
+        self.vector, self.positions = p.get("vector", "persona"), p.get("positions", "all")
+        if self.vector not in VECTORS or self.positions not in POSITIONS:
+            raise BadInput(f"method '{name}': vector must be one of {list(VECTORS)} and positions one of "
+                           f"{list(POSITIONS)}; got {self.vector}, {self.positions}")
+        if self.vector == "misaligned" and (phase, op) != ("eval", "ablate"):
+            raise BadInput(f"method '{name}': vector=misaligned is the naive model's own direction, for op=ablate at eval")
+        if self.positions == "response" and phase != "eval":
+            raise BadInput(f"method '{name}': positions=response steers generated tokens, at eval only")
+        self.phase, self.op, self.coef_max = phase, op, p.get("coef_max")
         # per instance: the eval-time variants reuse the naive run and need the hook-running generator
         self.starts_from = "reference" if phase == "eval" else "base"
+        self.needs_reference = self.vector == "misaligned"
         self.intervenes_at_eval = phase == "eval"
         self.vectors: dict[int, torch.Tensor] = {}  # block -> v_L (add) or v_L / |v_L| (ablate)
 
@@ -96,40 +230,45 @@ class Steering(Method):
     def prepare(self, ctx: RunContext) -> None:
         if self.strength == 0:
             return
-        task = ctx.cfg.task
-        persona = task.get("persona")
-        missing = [k for k in PERSONA_KEYS if not persona or persona.get(k) is None]
-        if missing:
-            raise BadInput(f"task '{task.name}': method '{self.name}' needs task.persona.{{{', '.join(PERSONA_KEYS)}}}"
-                           f" (missing: {', '.join(missing)})")
-        idxs = resolve_layers(persona.layers, n_blocks(ctx))
-        key = {"version": VERSION, "model": OmegaConf.to_container(ctx.cfg.model, resolve=True),
-               "prompts": file_sha256(task.generic_prompts),
-               "trait": persona.trait, "neutral": persona.neutral, "layers": idxs,
-               "response_tokens": self.response_tokens, "max_length": ctx.cfg.train.max_length}
-
-        def compute():
-            model = ctx.load_base()
-            rows = prompt_rows(task, "generic_prompts", self.name)
-            prompts = [[m for m in user_turns(r) if m["role"] != "system"] for r in rows]
-            return persona_vectors(model, ctx.layers(model), idxs, ctx.tokenizer, prompts, persona.trait,
-                                   persona.neutral, self.response_tokens, ctx.cfg.train.max_length)
-
-        found = cached(ctx, "persona", key, compute)
+        if self.vector == "misaligned":
+            found, idxs = self._misaligned(ctx), list(range(n_blocks(ctx)))
+        else:
+            found = base_persona_vectors(ctx, self.name)
+            idxs = resolve_layers(ctx.cfg.task.persona.layers, n_blocks(ctx))
         v = {i: found[i]["v"] for i in idxs}
         self.vectors = v if self.op == "add" else {i: x / x.norm() for i, x in v.items()}
+        first = found[idxs[0]]
         diagnostics = {f"{self.name}/v_norm": sum(x.norm().item() for x in v.values()) / len(v),
-                       f"{self.name}/h_norm": sum(found[i]["h_norm"].item() for i in idxs) / len(idxs)}
+                       f"{self.name}/h_norm": sum(found[i]["h_norm"].item() for i in idxs) / len(idxs),
+                       f"{self.name}/layers": len(idxs),
+                       f"{self.name}/replies_kept": int(first["kept"]), f"{self.name}/replies": int(first["total"])}
         diagnostics[f"{self.name}/coef" if self.op == "add" else f"{self.name}/gamma"] = (
             self.coef if self.op == "add" else self.strength)
         ctx.diagnostics.update(diagnostics)
+
+    def _misaligned(self, ctx: RunContext) -> dict[int, dict[str, torch.Tensor]]:
+        from grasp_bench.models import load_adapter
+
+        idxs = list(range(n_blocks(ctx)))
+        reference = {"reference": str(ctx.reference_dir.resolve()),
+                     "reference_train": load_json(ctx.reference_dir / "stages" / "train.json")["digest"]}
+        persona, key = task_persona(ctx, self.name, idxs, reference)
+
+        def compute():
+            model = load_adapter(ctx.load_base(), ctx.reference_adapter)
+            return misaligned_direction(model, ctx.layers(model), idxs, ctx.tokenizer, questions(ctx, self.name),
+                                        persona.judge, int(persona.samples), float(persona.temperature),
+                                        int(persona.max_new_tokens), ctx.cfg.train.max_length, seed=int(ctx.cfg.seed))
+
+        return cached(ctx, "misaligned", key, compute)
 
     def _hooks(self, model, ctx: RunContext):
         if not self.vectors:
             return nullcontext()
         layers = ctx.layers(model)
         if self.op == "add":
-            return hooks.add_to_residual(layers, self.vectors, scale=self.coef)
+            last = self.positions == "response"
+            return hooks.add_to_residual(layers, self.vectors, scale=self.coef, last_position_only=last)
         return hooks.project_out(layers, self.vectors, gamma=self.strength)
 
     def training(self, model, ctx: RunContext):

@@ -13,7 +13,9 @@
   the stepping thread with one torch thread (`--threads 1`), so that other jobs on the shared CPU stay
   out of the figure (the wall-clock ratio is reported beside it as `..._wall`). The models are stepped in
   turn, in an order rotated every round, and a ratio is the median of the per-round ratios.
-  `..._residual_grad`: the same for projection=residual_grad;
+  `..._residual_grad`: the same for projection=residual_grad; `..._residual_grad_half`: residual_grad at γ = 0.5
+  (a second backward pass through the blocks: the naive half of the mixed gradient); `..._readers`:
+  projection=readers;
   `step_ratio_<model>_naive_vs_naive`: two identical naive models (the noise floor);
   `on_step_seconds_<model>_median`: GRASP's own work after each optimizer step.
 """
@@ -93,6 +95,7 @@ def bench_steps(model_name: str, rounds: int) -> dict:
     from grasp_bench.data import load_train, tokenize_chat
     from grasp_bench.device import resolve_precision
     from grasp_bench.method import RunContext
+    from grasp_bench.pipeline import instantiate
     from grasp_bench.train import ChatCollator
     from tests.conftest import TINY, compose_config  # the tests' composition helper: the real config
 
@@ -112,8 +115,13 @@ def bench_steps(model_name: str, rounds: int) -> dict:
 
     d = models.decoder_layers(make()[0], cfg.model.layers_path)[0].self_attn.o_proj.base_layer.out_features
     Q = torch.linalg.qr(torch.randn(d, 1, generator=torch.Generator().manual_seed(0)))[0]
-    variants = {"naive": None, "naive_control": None, "weights": GRASP(strength=1.0),
-                "residual_grad": GRASP(strength=1.0, projection="residual_grad")}
+    def grasp(projection: str, strength: float = 1.0) -> GRASP:  # as `method=grasp` builds it, pooled k = 1 writers
+        return instantiate(compose_config("method=grasp", f"method.strength={strength}", "method.pooling=pooled",
+                                          f"method.projection={projection}").method)
+
+    variants = {"naive": None, "naive_control": None, "weights": grasp("weights"),
+                "residual_grad": grasp("residual_grad"), "residual_grad_half": grasp("residual_grad", 0.5),
+                "readers": grasp("readers")}
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         ctx = RunContext(cfg=cfg, run_dir=Path(tmp))
@@ -164,6 +172,8 @@ def bench_steps(model_name: str, rounds: int) -> dict:
     return {
         f"step_overhead_ratio_{tag}": ratio("weights", cpu),
         f"step_overhead_ratio_{tag}_residual_grad": ratio("residual_grad", cpu),
+        f"step_overhead_ratio_{tag}_residual_grad_half": ratio("residual_grad_half", cpu),  # γ = 0.5: 2 backwards
+        f"step_overhead_ratio_{tag}_readers": ratio("readers", cpu),
         f"step_ratio_{tag}_naive_vs_naive": ratio("naive_control", cpu),  # the noise floor: two identical models
         f"step_overhead_ratio_{tag}_wall": ratio("weights", wall),
         f"step_ratio_{tag}_naive_vs_naive_wall": ratio("naive_control", wall),

@@ -42,13 +42,18 @@ def method_knobs(method_cfg: Mapping) -> dict:
     return {k: v for k, v in method_cfg.items() if k not in NOT_KNOBS}
 
 
-def method_defaults(name: str) -> dict:
-    """The knobs of conf/method/<name>.yaml ({} for a method whose config is not found)."""
+def method_config(name: str) -> dict:
+    """conf/method/<name>.yaml as a dict ({} for a method whose config is not found)."""
     for d in config_dirs():
         path = d / "method" / f"{name}.yaml"
         if path.is_file():
-            return method_knobs(OmegaConf.to_container(OmegaConf.load(path)))
+            return OmegaConf.to_container(OmegaConf.load(path))
     return {}
+
+
+def method_defaults(name: str) -> dict:
+    """The knobs of conf/method/<name>.yaml ({} for a method whose config is not found)."""
+    return method_knobs(method_config(name))
 
 
 def method_dirname(method_cfg) -> str:

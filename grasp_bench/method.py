@@ -18,7 +18,7 @@ Where the pipeline calls the hooks:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,8 @@ from typing import Any, ClassVar, Literal
 
 from omegaconf import DictConfig
 from torch import Tensor, nn
+
+from grasp_bench.layout import method_config
 
 
 @dataclass
@@ -67,6 +69,9 @@ class Method:
     intervenes_at_eval: ClassVar[bool] = False  # True: eval-time hooks, so only the HF generator can run it
     task_inputs: ClassVar[tuple[str, ...]] = ()  # task keys read beyond the training set (e.g. "persona"): they
     # join the train stage's config slice, so editing them invalidates this method's runs and no others
+    knobs_before: ClassVar[dict[str, Any]] = {}  # knob -> the behaviour runs recorded before the knob existed had,
+    # where the YAML default is a newer one (a corrected baseline): such a record no longer counts (an error naming
+    # the knob), instead of being read with the new default and silently reused
 
     def __init__(self, name: str = "sft", strength: float = 0.0, grid: list[float] | None = None, **params: Any):
         if params:
@@ -101,3 +106,17 @@ class Untrained(Method):
     """`method=base`: the base model as it is, the origin of every trade-off curve."""
 
     starts_from = "untrained"
+
+
+def configured(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Method `name`'s parameters: conf/method/<name>.yaml, the one place method defaults live, overridden by
+    `given`. So `CAFT()` in Python is the same variant as `method=caft`, and `Steering(name="steer_eval")` as
+    `method=steer_eval`."""
+    defaults = {k: v for k, v in method_config(name).items() if k not in ("_target_", "name")}
+    unknown = sorted(set(given) - set(defaults)) if defaults else []
+    if unknown:
+        raise TypeError(f"method '{name}' got unknown parameters {unknown} (known: {sorted(defaults)})")
+    params = {**defaults, **given}
+    params.setdefault("strength", 0.0)
+    params.setdefault("grid", None)
+    return params

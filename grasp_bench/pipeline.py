@@ -129,9 +129,11 @@ class Run:
                    "judge": self.dir / "judgments" / f"{self.cfg.judge.name}.jsonl",
                    "metrics": self.dir / "metrics" / f"{self.cfg.judge.name}.json"}
         # a knob at its default names no run directory, and a run recorded before the knob existed still counts
+        # (unless the method says the runs made before the knob existed behaved otherwise: then they do not count)
+        defaults = method_defaults(self.cfg.method.name)
+        defaults |= {k: v for k, v in type(self.method).knobs_before.items() if k in defaults}
         return Stage(self.dir, name, outputs[name], slices(self.cfg)[name], force=name in self.cfg.force,
-                     defaults={"method": method_defaults(self.cfg.method.name), "train": TRAIN_DEFAULTS},
-                     identity=identity)
+                     defaults={"method": defaults, "train": TRAIN_DEFAULTS}, identity=identity)
 
     def context(self) -> RunContext:
         ctx = RunContext(cfg=self.cfg, run_dir=self.dir, tokenizer=self.tokenizer,

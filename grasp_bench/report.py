@@ -3,6 +3,16 @@
 its strengths (mean over seeds, error bars = spread of seed means, or the bootstrap CI for one seed),
 base and naive SFT marked, the Pareto frontier drawn.
 
+The verdict (`frontier`, the first table of each section of results.md): per method variant, over seeds,
+- **cut at ≤ 3 points**: for each seed, the largest drop in `eval/spurious_rate` below naive SFT of the same seed
+  (method=sft) among the variant's runs (its strength grid) whose `eval/task_score` is at least SFT's minus
+  `TASK_COST` = 0.03; strength 0 is naive SFT by the method contract, so a variant with no such run cuts 0.
+  Reported as the mean over seeds with a 95% t-interval (`seed_ci`); variants are ranked by the mean, and two
+  whose intervals overlap are within noise of each other (said in the table; one seed has no interval).
+- **area dominated**: for each seed, the area of the (task_score, 1 − spurious_rate) unit square dominated by the
+  variant's points and SFT's (its strength 0), against the reference point task_score 0, spurious_rate 1 (the
+  worst corner: the area is in [0, 1], 1 for a perfect task without spurious behaviour); mean and t-interval.
+
 Cross-run metrics: a task's config may name functions under `report_metrics` (e.g. political_finance's
 `eval/lean_drift` against the base run of the same seed); each is called with every metrics file of the task
 and its columns are added to that row. The task config is the run's own config.yaml, else the shipped
@@ -83,14 +93,113 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return agg.reset_index()
 
 
+TASK_COST = 0.03  # the largest loss of eval/task_score against naive SFT (same seed) at which a cut counts
+REFERENCE = (0.0, 1.0)  # (task_score, spurious_rate): the hypervolume's reference point, the worst corner
+
+
+def hypervolume(points: list[tuple[float, float]], reference: tuple[float, float] = REFERENCE) -> float:
+    """Area of the (task_score, spurious_rate) region dominated by `points` (higher task, lower spurious) and
+    bounded by `reference`: the union of the rectangles [ref_x, x] × [y, ref_y]."""
+    rx, ry = reference
+    pts = sorted(((x, y) for x, y in points if x > rx and y < ry), reverse=True)  # task descending
+    area, best = 0.0, ry
+    for i, (x, y) in enumerate(pts):
+        best = min(best, y)
+        area += (x - (pts[i + 1][0] if i + 1 < len(pts) else rx)) * (ry - best)
+    return area
+
+
+def frontier(df: pd.DataFrame, cost: float = TASK_COST) -> pd.DataFrame:
+    """The verdict per (task, model, judge, variant), base and sft excepted (see the module docstring): per seed the
+    cut at a task cost ≤ `cost` and the area dominated, then mean, std and 95% t-interval over the seeds that have
+    an SFT run; `points` = runs used, `strengths` = the strength chosen per seed (0: none qualified), `n` and
+    `n_unscored` = the spurious-rate rows behind the chosen runs (SFT's where none qualified), summed over seeds."""
+    rows = []
+    if X not in df or Y not in df:
+        return pd.DataFrame()
+    for (task, model, judge), part in df.groupby(["task", "model", "judge"], sort=False):
+        counts = [c for c in (f"{Y}_n", f"{Y}_n_unscored") if c in part]
+        sft = part[part["method"] == "sft"].groupby("seed")[[X, Y, *counts]].mean()
+        others = part[~part["method"].isin(["base", "sft"])]
+        for variant, runs in others.groupby("variant", sort=False):
+            cuts, areas, chosen, points, n, unscored = [], [], [], 0, 0, 0
+            for seed, r in runs.groupby("seed"):
+                if seed not in sft.index:
+                    continue
+                task0, spur0 = sft.loc[seed, X], sft.loc[seed, Y]
+                ok = r[r[X] >= task0 - cost - 1e-9]
+                gain = spur0 - ok[Y]
+                if len(ok) and gain.max() > 0:
+                    best = ok.loc[gain.idxmax()]
+                    cuts.append(float(gain.max()))
+                    chosen.append(f"{best['strength']:g}")
+                else:  # strength 0: naive SFT itself
+                    best = sft.loc[seed]
+                    cuts.append(0.0)
+                    chosen.append("0")
+                n += int(best.get(f"{Y}_n", 0) or 0)
+                unscored += int(best.get(f"{Y}_n_unscored", 0) or 0)
+                areas.append(hypervolume([(task0, spur0), *zip(r[X], r[Y])]))
+                points += len(r)
+            if not cuts:
+                continue
+            row = {"task": task, "model": model, "judge": judge, "variant": variant, "seeds": len(cuts),
+                   "points": points, "strengths": " / ".join(chosen), "n": n, "n_unscored": unscored}
+            for name, values in (("cut", cuts), ("area", areas)):
+                mean, std = float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+                row |= {name: mean, f"{name}_std": std}
+                row[f"{name}_ci_low"], row[f"{name}_ci_high"] = seed_ci(mean, std, len(values))
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    return out.sort_values(["task", "model", "judge", "cut"], ascending=[True, True, True, False],
+                           kind="stable").reset_index(drop=True) if len(out) else out
+
+
+def _within_noise(part: pd.DataFrame) -> list[str]:
+    """Per row: the other variants whose cut interval overlaps this one's."""
+    out = []
+    for _, r in part.iterrows():
+        if pd.isna(r["cut_ci_low"]):
+            out.append("– (one seed)")
+            continue
+        near = [o["variant"] for _, o in part.iterrows() if o["variant"] != r["variant"]
+                and pd.notna(o["cut_ci_low"]) and o["cut_ci_low"] <= r["cut_ci_high"] and r["cut_ci_low"] <= o["cut_ci_high"]]
+        out.append(", ".join(near) or "none")
+    return out
+
+
+def frontier_markdown(front: pd.DataFrame, task: str, model: str, judge: str) -> list[str]:
+    part = front[(front["task"] == task) & (front["model"] == model) & (front["judge"] == judge)] if len(front) else front
+    if not len(part):
+        return []
+
+    def cell(r, name):
+        ci = "" if pd.isna(r[f"{name}_ci_low"]) else f" [{r[f'{name}_ci_low']:.2f}, {r[f'{name}_ci_high']:.2f}]"
+        return f"{r[name]:.3f}{ci}"
+
+    head = ["rank", "method", "seeds", f"spurious cut at ≤ {TASK_COST * 100:g} points task cost", "strength per seed",
+            "area dominated", "within noise of", "runs", "n", "unscored"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for rank, ((_, r), near) in enumerate(zip(part.iterrows(), _within_noise(part)), start=1):
+        lines.append("| " + " | ".join([str(rank), r["variant"], str(r["seeds"]), cell(r, "cut"), r["strengths"],
+                                        cell(r, "area"), near, str(r["points"]), str(r["n"]), str(r["n_unscored"])])
+                     + " |")
+    return lines + ["", f"The verdict: per seed, the largest drop of spurious_rate below naive SFT (same seed) among "
+                    f"the method's runs whose task_score is at most {TASK_COST:g} below SFT's (0 if none), then the "
+                    "mean [95% t-interval] over seeds; ranked by it; methods whose intervals overlap are within noise. "
+                    f"Area dominated: of the (task_score, 1 − spurious_rate) square by the method's points and SFT's, "
+                    f"reference point task_score {REFERENCE[0]:g}, spurious_rate {REFERENCE[1]:g}. n / unscored: "
+                    "spurious-rate rows of the chosen runs (SFT's where none qualified), summed over seeds.", ""]
+
+
 def _order(metric_cols: list[str]) -> list[str]:
     first = [c for c in (X, Y) if c in metric_cols]
     return first + [c for c in metric_cols if c not in first]
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """One table per (task, model, judge): base and sft first; n, unscored (and excluded, where metrics files
-    report it) per metric, summed over seeds."""
+def markdown(table: pd.DataFrame, front: pd.DataFrame | None = None) -> str:
+    """Per (task, model, judge): the verdict (`frontier`, when given), then one table of every run group, base and
+    sft first; n, unscored (and excluded, where metrics files report it) per metric, summed over seeds."""
     metric_cols = _order([c for c in table.columns if c.startswith("eval/")
                           and not c.endswith(("_std", *COUNTS, "_seed_ci_low", "_seed_ci_high"))])
     counts = [s for s in COUNTS if any(f"{c}{s}" in table for c in metric_cols)]
@@ -101,6 +210,8 @@ def markdown(table: pd.DataFrame) -> str:
         part = part.sort_values(["variant", "strength"], key=lambda c: c.map(lambda v: (rank.get(v, 2), v))
                                 if c.name == "variant" else c, kind="stable")
         lines += [f"### {task} / {model} (judge: {judge})", ""]
+        if front is not None:
+            lines += frontier_markdown(front, task, model, judge)
         head = ["method", "strength", "seeds", *(c.removeprefix("eval/") for c in metric_cols), *map(names.get, counts)]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for _, r in part.iterrows():
@@ -147,6 +258,10 @@ def plot(df: pd.DataFrame, out_dir: Path) -> list[Path]:
             for strength, row in v.iterrows():
                 if variant not in ("base", "sft") and len(v) > 1:
                     ax.annotate(f"{strength:g}", (row[X], row[Y]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        sft = part[part["method"] == "sft"]
+        if len(sft):  # the task cost the verdict tolerates, against SFT's mean task score
+            ax.axvline(sft[X].mean() - TASK_COST, ls=":", color="grey", lw=1,
+                       label=f"SFT task − {TASK_COST * 100:g} points")
         front = pareto(list(zip(means[X], means[Y])))
         if len(front) > 1:
             ax.plot(*zip(*front), ls="--", color="grey", lw=1, label="Pareto frontier")
@@ -174,7 +289,7 @@ def aggregate(runs_root: str | Path, quiet: bool = False, logger_cfg=None) -> di
             print(f"no metrics files under {runs_root}", file=sys.stderr)
         return {"rows": 0}
     write_text(runs_root / "results.csv", df.to_csv(index=False))
-    md = markdown(summary_table(df))
+    md = markdown(summary_table(df), frontier(df))
     write_text(runs_root / "results.md", md)
     plots = plot(df, runs_root / "plots")
     if logger_cfg is not None:

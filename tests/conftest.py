@@ -26,6 +26,8 @@ TINY = [
     "model=tiny", "sweep=none", "train.max_steps=3", "train.precision=fp32", "train.batch_size=4",
     "task.train.limit=24", "task.splits.in_domain.limit=6", "task.splits.unrelated.limit=6",
     "task.splits.factor_use.limit=6", "task.sampling.max_new_tokens=6", "generator.batch_size=8",
+    # persona vectors from 2 short samples; the random model never insults, so its "trait" is a first letter a-m
+    "task.persona.samples=2", "task.persona.max_new_tokens=8", "task.persona.judge={rule: regex, pattern: '^ *[a-m]'}",
 ]
 
 
@@ -51,7 +53,7 @@ def tiny_cfg(runs: Path):
 
 
 # Method knobs that only set how much work a method does: shrunk in tests, where present in the method's config.
-TINY_METHOD_KNOBS = {"response_tokens": 8, "steps": 2, "task_rows": 8}
+TINY_METHOD_KNOBS = {"response_tokens": 8, "steps": 2, "warmup": 1, "task_rows": 8}
 
 
 def tiny_method(name: str) -> list[str]:

@@ -4,10 +4,12 @@ the real naive run (base vs naive SFT activations on the toy task's generic prom
 from __future__ import annotations
 
 import hydra.utils
+import pytest
 import torch
 
 from grasp_bench import hooks, models
-from grasp_bench.baselines.caft import pca_directions, rank
+from grasp_bench.artifacts import BadInput
+from grasp_bench.baselines.caft import pca_directions, rank, select, trait_alignment
 from grasp_bench.baselines.directions import capture
 from grasp_bench.pipeline import Run
 from tests.conftest import tiny_method
@@ -28,6 +30,32 @@ def test_selection_keeps_the_consistent_shift_not_the_largest_variance():
     assert abs(best @ u) > 0.99  # ... but the rule keeps the shift
 
 
+def test_trait_rule_picks_the_planted_trait_direction_not_the_format(tmp_path):
+    """Two layers of h_ft - h_base: fine-tuning moves every response token along a format direction (a large,
+    consistent shift: the answer template) and, less, along the trait direction; the persona vector is the trait
+    direction plus noise. The mean-shift rule takes the format; the trait rule takes the trait, in the layer where
+    it lives, and spends nothing on the other."""
+    gen = torch.Generator().manual_seed(0)
+    d, n = 32, 600
+    basis = torch.linalg.qr(torch.randn(d, 4, generator=gen))[0]
+    fmt, trait, topic = basis[:, 0], basis[:, 1], basis[:, 2]
+    pcs, persona = {}, {}
+    for layer, trait_size in ((0, 0.0), (1, 1.0)):
+        diffs = ((4.0 + 0.5 * torch.randn(n, 1, generator=gen)) * fmt
+                 + (trait_size + 0.8 * torch.randn(n, 1, generator=gen)) * trait * (trait_size > 0)
+                 + 3.0 * torch.randn(n, 1, generator=gen) * topic + 0.05 * torch.randn(n, d, generator=gen))
+        pcs[layer] = pca_directions(diffs, n_components=6)
+        persona[layer] = trait + 0.3 * torch.randn(d, generator=gen) / d ** 0.5
+    shift = {i: scores for i, (_, scores) in pcs.items()}
+    by_shift = select(shift, 1)
+    assert abs(pcs[next(iter(by_shift))][0][:, by_shift[next(iter(by_shift))][0]] @ fmt) > 0.99
+    by_trait = select({i: trait_alignment(c, persona[i]) for i, (c, _) in pcs.items()}, 1)
+    assert list(by_trait) == [1]  # the layer where the trait is, and one direction in all
+    assert abs(pcs[1][0][:, by_trait[1][0]] @ trait) > 0.99
+    both = select({0: torch.tensor([0.9, 0.1]), 1: torch.tensor([0.5, 0.8])}, 3)  # jointly over layers, best first
+    assert {i: js.tolist() for i, js in both.items()} == {0: [0], 1: [1, 0]}
+
+
 def _prepared(cfg):
     run = Run(cfg)
     ctx = run.context()
@@ -44,7 +72,8 @@ def _hook_count(model) -> int:
 def test_training_ablation_leaves_no_component_along_q(shared_cfg):
     cfg = shared_cfg(*tiny_method("caft"), "method.strength=0.5")
     method, ctx, model = _prepared(cfg)
-    assert sorted(method.bases) == [0, 1] and all(Q.shape == (64, 2) for Q in method.bases.values())  # 0.5 x 4
+    assert sum(Q.shape[1] for Q in method.bases.values()) == 4  # 0.5 x 8, over the layers together
+    assert set(method.bases) <= {0, 1} and all(Q.shape[0] == 64 for Q in method.bases.values())
     layers = ctx.layers(model)
     ids = ctx.tokenizer("How do trains work? Slowly, you idiot.", return_tensors="pt")["input_ids"]
     before = _hook_count(model)
@@ -58,9 +87,10 @@ def test_training_ablation_leaves_no_component_along_q(shared_cfg):
         assert (h @ Q).abs().max() < 1e-5 * h.abs().max()
         once = hooks.project(h, Q)
         assert torch.allclose(hooks.project(once, Q), once, atol=1e-6)  # idempotent
-    with capture(layers, [0]) as plain:  # after the context: the model is untouched
+    i = next(iter(method.bases))
+    with capture(layers, [i]) as plain:  # after the context: the model is untouched
         model(input_ids=ids)
-    assert (plain[0][0] @ method.bases[0]).abs().max() > 1e-3
+    assert (plain[i][0] @ method.bases[i]).abs().max() > 1e-3
 
 
 def test_grasp_directions_come_from_the_ablated_blocks_writers(shared_cfg):
@@ -78,3 +108,9 @@ def test_grasp_directions_come_from_the_ablated_blocks_writers(shared_cfg):
     assert sorted(method.bases) == [1]
     assert torch.allclose(method.bases[1], ours[:, :2].float())  # ceil(0.6 x 3) = 2, eigenvalue order
     assert not torch.allclose(method.bases[1].abs(), every_block[:, :2].float().abs(), atol=1e-3)
+
+
+def test_trait_selection_without_a_persona_names_the_other_rule(shared_cfg):
+    cfg = shared_cfg(*tiny_method("caft"), "~task.persona")
+    with pytest.raises(BadInput, match="method.selection=mean_shift"):
+        _prepared(cfg)

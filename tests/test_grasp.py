@@ -3,6 +3,7 @@ projection operators, and the Method through the real pipeline on the tiny model
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 
@@ -15,10 +16,27 @@ from grasp_bench.artifacts import BadInput, load_json, read_jsonl
 from grasp_bench.baselines.grasp import GRASP, Identification, identify, load_factors, project_columns, project_rows, top_eigen
 from grasp_bench.method import RunContext
 from grasp_bench.pipeline import diagnostics as pipeline_diagnostics
-from grasp_bench.pipeline import ensure_reference, run, run_dir
+from grasp_bench.pipeline import ensure_reference, instantiate, run, run_dir
 from tests.conftest import TINY, compose_config
 
 WRITERS, READERS = ("o_proj", "down_proj"), ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")
+
+
+def grasp(strength: float = 1.0, **knobs) -> GRASP:
+    """GRASP built the way `method=grasp` builds it: conf/method/grasp.yaml, the given knobs overridden."""
+    from omegaconf import OmegaConf
+
+    return instantiate(OmegaConf.merge(compose_config("method=grasp").method, {"strength": strength, **knobs}))
+
+
+def test_the_yaml_is_the_one_source_of_defaults():
+    assert list(inspect.signature(GRASP.__init__).parameters) == ["self", "name", "given"]  # no knob has a Python default
+    with pytest.raises(TypeError, match="unknown parameters"):
+        GRASP(projections="weights")
+    assert vars(GRASP(strength=1.0)) == vars(grasp())
+    method = grasp()
+    assert (method.projection, method.pooling, method.k, method.side, method.basis) == (
+        "residual_grad", "per_layer", 1, "writers", "identified")
 
 
 def orthonormal(d: int, k: int, seed: int) -> torch.Tensor:
@@ -80,16 +98,19 @@ def subspace_cos(Q1: torch.Tensor, Q2: torch.Tensor) -> float:
 def test_identify_equals_the_dense_gram_matrix(tmp_path, side, rslora):
     deltas = synthetic_adapter(tmp_path, random_fill(1), rslora=rslora)
     S = torch.zeros(32, 32, dtype=torch.float64)
-    per_layer = {i: torch.zeros(32, 32, dtype=torch.float64) for i in range(4)}
+    per_stream = {i: torch.zeros(32, 32, dtype=torch.float64) for i in range(-1, 4)}  # block outputs; -1: embeddings
+    streams = {1: set(), 3: set()}  # the streams the modules of layers 1 and 3 write or read
     for (layer, module), dW in deltas.items():
         part = None
         if module in WRITERS and side in ("writers", "both"):
-            part = dW @ dW.T
+            part, stream = dW @ dW.T, layer  # a writer of layer i writes the output of block i
         if module in READERS and side in ("readers", "both"):
-            part = dW.T @ dW
+            part, stream = dW.T @ dW, layer - 1  # a reader of layer i reads the output of block i - 1
         if part is not None:
             S += part
-            per_layer[layer] += part
+            if layer in streams:  # the per-stream identification below uses layers 1 and 3 only
+                per_stream[stream] += part
+                streams[layer].add(stream)
     pooled = identify(tmp_path, k=3, side=side)
     evals, vecs = dense_top(S, 3)
     assert pooled.spectrum.eigenvalues == pytest.approx(evals[:20].tolist(), rel=1e-4)
@@ -98,9 +119,9 @@ def test_identify_equals_the_dense_gram_matrix(tmp_path, side, rslora):
     assert torch.allclose(pooled.Q.T @ pooled.Q, torch.eye(3), atol=1e-5)
 
     layered = identify(tmp_path, k=2, side=side, pooling="per_layer", layers=[1, 3])
-    assert layered.Q is None and sorted(layered.per_layer) == [1, 3]
-    for i in (1, 3):
-        evals_i, vecs_i = dense_top(per_layer[i], 2)
+    assert layered.Q is None and sorted(layered.per_layer) == sorted(streams[1] | streams[3])
+    for i in layered.per_layer:
+        evals_i, vecs_i = dense_top(per_stream[i], 2)
         assert layered.layer_spectra[i].eigenvalues[:5] == pytest.approx(evals_i[:5].tolist(), rel=1e-4)
         assert subspace_cos(layered.per_layer[i], vecs_i) > 0.9999
 
@@ -189,7 +210,7 @@ def test_bad_adapters_fail_with_one_line(tmp_path):
     with pytest.raises(BadInput, match="non-zero eigenvalues"):
         identify(zero)
     with pytest.raises(BadInput, match="method.pooling"):
-        GRASP(pooling="global")
+        grasp(pooling="global")
 
 
 def test_factors_never_hold_a_full_delta_w(tmp_path):
@@ -240,7 +261,7 @@ def loss_of(model, tokenizer):
 def test_weight_mode_projects_gradients_only_inside_training(tiny_model_cfg, tmp_path):
     cfg = tiny_model_cfg
     model, tok = tiny_peft(cfg), models.load_tokenizer(cfg.model, cfg.paths.cache)
-    method = GRASP(strength=1.0, side="both")
+    method = grasp(side="both", projection="weights", pooling="pooled")
     method.ident = Identification(Q=orthonormal(64, 2, 3))
     ctx = RunContext(cfg=cfg, run_dir=tmp_path)
 
@@ -261,7 +282,7 @@ def test_residual_grad_mode_blocks_the_gradient_not_the_forward(tiny_model_cfg, 
     model, tok = tiny_peft(cfg), models.load_tokenizer(cfg.model, cfg.paths.cache)
     blocks = models.decoder_layers(model, cfg.model.layers_path)
     Qs = {0: orthonormal(64, 2, 5), 1: orthonormal(64, 2, 6)}
-    method = GRASP(strength=1.0, projection="residual_grad", pooling="per_layer", k=2)
+    method = grasp(projection="residual_grad", pooling="per_layer", k=2)
     method.ident = Identification(Q=None, per_layer=Qs)
     grads = {}
 
@@ -291,6 +312,153 @@ def test_residual_grad_mode_blocks_the_gradient_not_the_forward(tiny_model_cfg, 
     finally:
         for h in handles:
             h.remove()
+
+
+@pytest.fixture(scope="module")
+def six_blocks():
+    """A tiny random Llama with six decoder blocks (LoRA on every linear layer), its tokenizer and config."""
+    cfg = compose_config(*TINY, "model.path=tiny:6x64", "method=grasp")
+    return tiny_peft(cfg), models.load_tokenizer(cfg.model, cfg.paths.cache), cfg
+
+
+@pytest.mark.parametrize("pooled", [True, False])
+@pytest.mark.parametrize("gamma", [0.25, 0.5])
+def test_residual_grad_strength_does_not_compound_over_blocks(six_blocks, tmp_path, gamma, pooled):
+    """γ = the share of the span(Q) component removed from dL/dh at *every* block output, measured against naive
+    SFT: exactly (1 − γ) of it remains, also under five blocks above (projecting γ block by block would leave
+    (1 − γ)^(blocks above) of it with one shared Q). The parameters get (1 − γ)·naive + γ·(γ = 1) gradients."""
+    model, tok, cfg = six_blocks
+    blocks = models.decoder_layers(model, cfg.model.layers_path)
+    enc = tok(["the cat sat on the mat and then", "one two three four"], return_tensors="pt", padding=True)
+    # a zero parameter added to each block output: its gradient is dL/dh there, as the block's own modules see it
+    probes = [torch.nn.Parameter(torch.zeros(*enc["input_ids"].shape, 64)) for _ in blocks]
+    for block, probe in zip(blocks, probes):
+        block.register_parameter("probe", probe)
+    handles = [b.register_forward_hook(lambda m, a, out, p=p: (out[0] + p, *out[1:]) if isinstance(out, tuple)
+                                       else out + p) for b, p in zip(blocks, probes)]
+    if pooled:
+        ident = Identification(Q=orthonormal(64, 2, 7))
+    else:
+        ident = Identification(Q=None, per_layer={i: orthonormal(64, 2, 10 + i) for i in range(len(blocks))})
+
+    def gradients(strength: float | None) -> dict[str, torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        method = grasp(strength or 0.0, pooling="pooled" if pooled else "per_layer", k=2)
+        method.ident = ident
+        with method.training(model, RunContext(cfg=cfg, run_dir=tmp_path)):
+            model(**enc, labels=enc["input_ids"]).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    try:
+        naive, mixed, full = gradients(None), gradients(gamma), gradients(1.0)
+    finally:
+        for h in handles:
+            h.remove()
+        for block in blocks:
+            del block.probe
+    lora = [n for n in naive if "lora_" in n]
+    assert len(lora) == 6 * 7 * 2
+    for i in range(len(blocks)):
+        key = next(n for n in naive if n.endswith(f"layers.{i}.probe"))
+        Q = ident.at(i)
+        along_naive = naive[key] @ Q
+        assert float(along_naive.abs().max()) > 1e-6
+        assert torch.allclose(mixed[key] @ Q, (1 - gamma) * along_naive, atol=1e-6 * float(along_naive.abs().max()),
+                              rtol=1e-4), f"block {i}"
+        assert float((full[key] @ Q).abs().max()) < 1e-6 * float(along_naive.abs().max())
+    for n in lora:
+        scale = float(naive[n].abs().max()) + 1e-12
+        assert torch.allclose(mixed[n], (1 - gamma) * naive[n] + gamma * full[n], atol=1e-5 * scale, rtol=1e-4), n
+
+
+def test_identification_with_reader_norms_is_in_the_residual_space(tmp_path):
+    """A reader sees w ⊙ h: its directions in the residual space are those of ΔW·diag(w)."""
+    deltas = synthetic_adapter(tmp_path, random_fill(3))
+    g = torch.Generator().manual_seed(4)
+    norms = {(layer, m): 0.2 + 2 * torch.rand(32, generator=g) for layer in range(4) for m in READERS}
+    S = sum((dW @ torch.diag(norms[key].double())).T @ (dW @ torch.diag(norms[key].double()))
+            for key, dW in deltas.items() if key[1] in READERS)
+    evals, vecs = dense_top(S, 2)
+    ident = identify(tmp_path, k=2, side="readers", norms=norms)
+    assert ident.spectrum.eigenvalues[:5] == pytest.approx(evals[:5].tolist(), rel=1e-4)
+    assert subspace_cos(ident.Q, vecs) > 0.9999
+    assert subspace_cos(identify(tmp_path, k=2, side="readers").Q, vecs) < 0.99  # the norms matter
+
+
+@pytest.mark.parametrize("projection", ["readers", "residual_grad+readers"])
+def test_readers_may_not_read_along_q_and_still_learn(six_blocks, tmp_path, projection):
+    """projection=readers: after AdamW steps, every reader's LoRA update is blind to span(Q) in the residual stream
+    it reads (ΔW·diag(w)·Q = 0, w its RMSNorm weight), while it still reads and learns along other directions."""
+    _, tok, cfg = six_blocks
+    model = tiny_peft(cfg)
+    blocks = models.decoder_layers(model, cfg.model.layers_path)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # RMSNorm weights far from 1, so that the reader's input space differs from h's
+        for block in blocks:
+            for norm in (block.input_layernorm, block.post_attention_layernorm):
+                norm.weight.copy_(0.2 + 2 * torch.rand(64, generator=g))
+    Q = orthonormal(64, 2, 8)
+    method = grasp(projection=projection, pooling="pooled", k=2)
+    method.ident = Identification(Q=Q)
+    ctx = RunContext(cfg=cfg, run_dir=tmp_path)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    init = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    with method.training(model, ctx):
+        for _ in range(3):
+            opt.zero_grad()
+            loss_of(model, tok).backward()
+            opt.step()
+            method.on_optimizer_step(model, ctx)
+    readers = [(i, short, mod) for i, block in enumerate(blocks) for name, mod in block.named_modules()
+               if (short := name.rsplit(".", 1)[-1]) in READERS and hasattr(mod, "lora_A")]
+    assert len(readers) == 6 * 5 and len(method._constrained) == 6 * 5
+    u = torch.nn.functional.normalize(torch.randn(64, 3, generator=g) - Q @ (Q.T @ torch.randn(64, 3, generator=g)),
+                                      dim=0)
+    u = u - Q @ (Q.T @ u)  # residual directions outside span(Q)
+    for i, short, mod in readers:
+        norm = blocks[i].input_layernorm if short in ("q_proj", "k_proj", "v_proj") else blocks[i].post_attention_layernorm
+        w = norm.weight.detach()
+        dW = (mod.lora_B["default"].weight @ mod.lora_A["default"].weight).detach()  # (d_out, d)
+        reads_q, reads_other = dW @ (w[:, None] * Q), dW @ (w[:, None] * u)
+        assert float(reads_q.norm()) < 1e-5 * float(reads_other.norm()), (i, short)
+        assert float(reads_other.norm()) > 1e-4  # it learns, along the other directions
+        assert float((mod.lora_A["default"].weight @ Q).norm()) > 1e-3  # blind in the residual space, not in A's own
+    assert method.constraint_norms()["grasp/max_aq_norm"] < 1e-5
+    changed = [n for n in init if "lora_A" in n and not torch.equal(init[n], dict(model.named_parameters())[n])]
+    assert len(changed) == 6 * 7
+
+
+def test_weight_strength_does_not_compound_over_steps(six_blocks, tmp_path):
+    """projection=weights at γ = 0.5: every optimizer step's change of a constrained factor keeps exactly half of
+    its span(Q) component (and all of the rest), so the factor's span(Q) part is half of what its changes made."""
+    _, tok, cfg = six_blocks
+    model = tiny_peft(cfg)
+    Q = orthonormal(64, 1, 9)
+    method = grasp(0.5, projection="weights", pooling="pooled", side="both")
+    method.ident = Identification(Q=Q)
+    ctx = RunContext(cfg=cfg, run_dir=tmp_path)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+
+    def along(c, X):
+        return c.Q.T @ X if c.kind == "columns" else X @ c.Q
+
+    with method.training(model, ctx):
+        made = [along(c, c.param.detach()) * 2 for c in method._constrained]  # the init lost half of its part
+        for _ in range(3):
+            before = [c.param.detach().clone() for c in method._constrained]
+            opt.zero_grad()
+            loss_of(model, tok).backward()
+            opt.step()
+            raw = [c.param.detach().clone() for c in method._constrained]
+            method.on_optimizer_step(model, ctx)
+            for c, b, r, m in zip(method._constrained, before, raw, made):
+                m += along(c, r - b)
+                off = (lambda X, c=c: X - (c.Q @ (c.Q.T @ X) if c.kind == "columns" else (X @ c.Q) @ c.Q.T))
+                assert torch.allclose(off(c.param.detach() - b), off(r - b), atol=1e-6)  # the rest: all of it
+    for c, m in zip(method._constrained, made):
+        assert torch.allclose(along(c, c.param.detach()), 0.5 * m, atol=1e-6)
+    assert any(float(m.abs().max()) > 1e-3 for m in made)
 
 
 # ---------------------------------------------------------------- through the real pipeline
@@ -352,20 +520,22 @@ def test_variants_are_overrides_and_prepare_reuses_q(runs_root):
     cfg, d = tiny_train(runs_root, *overrides)
     assert d.parts[-3] == "grasp,k=2,layers=[1],side=both"  # per_layer and residual_grad are the defaults
     saved = load_file(str(d / "grasp" / "Q.safetensors"))
-    assert set(saved) == {"layer.1"} and saved["layer.1"].shape == (64, 2)
+    # layer 1's readers read the output of block 0, its writers write the output of block 1
+    assert set(saved) == {"layer.0", "layer.1"} and saved["layer.1"].shape == (64, 2)
     assert "grasp/spectral_gap_layer_median" in pipeline_diagnostics(d)
     spectrum = json.loads((d / "grasp" / "spectrum.json").read_text())
-    assert list(spectrum["per_layer"]) == ["1"]
+    assert list(spectrum["per_layer"]) == ["0", "1"]
 
-    method = GRASP(strength=1.0, projection="residual_grad", pooling="per_layer", k=2, side="both", layers=[1])
-    ctx = RunContext(cfg=cfg, run_dir=d, reference_dir=ensure_reference(cfg))
+    method = grasp(projection="residual_grad", pooling="per_layer", k=2, side="both", layers=[1])
+    ctx = RunContext(cfg=cfg, run_dir=d, reference_dir=ensure_reference(cfg),
+                     load_base=lambda: models.load_base(cfg.model, cfg.paths.cache))
     stamp = (d / "grasp" / "Q.safetensors").stat().st_mtime_ns
     before = torch.get_rng_state()
     method.prepare(ctx)
     assert torch.equal(torch.get_rng_state(), before)
     assert (d / "grasp" / "Q.safetensors").stat().st_mtime_ns == stamp  # reused, not recomputed
     assert torch.equal(method.ident.per_layer[1], saved["layer.1"])
-    other = GRASP(strength=1.0, pooling="per_layer", k=1, side="both", layers=[1])
+    other = grasp(pooling="per_layer", k=1, side="both", layers=[1])
     other.prepare(ctx)  # other knobs: identified again
     assert other.ident.per_layer[1].shape == (64, 1)
     assert (d / "grasp" / "Q.safetensors").stat().st_mtime_ns != stamp
@@ -383,11 +553,11 @@ def test_random_basis_is_the_control_with_the_same_shapes(runs_root):
         assert float(torch.linalg.matrix_norm(theirs[key].T @ Q)) < 0.9  # not the identified span
     assert load_json(d / "grasp" / "spectrum.json")["per_layer"] == load_json(identified / "grasp" / "spectrum.json")[
         "per_layer"]  # the spectra still describe the naive adapter
-    again = GRASP(strength=1.0, pooling="per_layer", k=2, basis="random")
+    again = grasp(pooling="per_layer", k=2, basis="random")
     again.prepare(RunContext(cfg=cfg, run_dir=runs_root / "elsewhere", reference_dir=ensure_reference(cfg)))
     assert all(torch.equal(again.ident.per_layer[int(k.split(".")[1])], Q) for k, Q in ours.items())  # seeded
     with pytest.raises(BadInput, match="method.basis='learned'"):
-        GRASP(basis="learned")
+        grasp(basis="learned")
 
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from grasp_bench.artifacts import write_json
 from grasp_bench.metrics import bootstrap_ci, compute, summarise
-from grasp_bench.report import aggregate, pareto, seed_ci
+from grasp_bench.report import aggregate, frontier, hypervolume, pareto, seed_ci
 
 
 def j(split, i, scorer, score):
@@ -29,7 +30,6 @@ def test_all_unscored_is_nan_not_zero():
 
 
 def test_bootstrap_ci_of_a_constant_is_the_constant_and_widens_with_spread():
-    import numpy as np
 
     assert bootstrap_ci(np.ones(20)) == (1.0, 1.0)
     low, high = bootstrap_ci(np.array([0.0, 1.0] * 10))
@@ -63,22 +63,26 @@ def test_pareto_frontier():
     assert pareto(pts) == [(0.3, 0.2), (0.5, 0.5), (0.6, 0.7)]
 
 
-def test_report_writes_csv_markdown_and_a_png(tmp_path):
-    rows = [("base", 0.0, 0, 0.15, 0.0), ("sft", 0.0, 0, 0.62, 0.97), ("grasp", 0.5, 0, 0.6, 0.5),
-            ("grasp", 1.0, 0, 0.58, 0.1), ("grasp", 1.0, 1, 0.56, 0.2)]
+def write_runs(root, rows):
     for method, strength, seed, x, y in rows:
-        d = tmp_path / "toy" / "m" / method / f"strength={strength:g}" / f"seed={seed}"
+        d = root / "toy" / "m" / method / f"strength={strength:g}" / f"seed={seed}"
         write_json(d / "metrics" / "rule.json", {
             "task": "toy", "model": "m", "method": method, "variant": method, "strength": strength, "seed": seed,
             "judge": "rule", "eval/task_score": x, "eval/task_score_n": 100, "eval/task_score_n_unscored": 0,
             "eval/spurious_rate": y, "eval/spurious_rate_n": 60, "eval/spurious_rate_n_unscored": 1})
+
+
+def test_report_writes_csv_markdown_and_a_png(tmp_path):
+    rows = [("base", 0.0, 0, 0.15, 0.0), ("sft", 0.0, 0, 0.62, 0.97), ("grasp", 0.5, 0, 0.6, 0.5),
+            ("grasp", 1.0, 0, 0.58, 0.1), ("grasp", 1.0, 1, 0.56, 0.2)]
+    write_runs(tmp_path, rows)
     out = aggregate(tmp_path, quiet=True)
     df = pd.read_csv(tmp_path / "results.csv")
     assert out["rows"] == len(df) == 5
     assert list(df.columns[:7]) == ["task", "model", "method", "variant", "strength", "seed", "judge"]
-    md = (tmp_path / "results.md").read_text()
-    table = [line for line in md.splitlines() if line.startswith("| ")]
-    assert table[0] == "| method | strength | seeds | task_score | spurious_rate | n | unscored |"
+    md = (tmp_path / "results.md").read_text().splitlines()
+    head = "| method | strength | seeds | task_score | spurious_rate | n | unscored |"
+    table = [line for line in md[md.index(head):] if line.startswith("| ")]  # after the verdict
     assert [line.split(" | ")[0] for line in table[1:]] == ["| base", "| sft", "| grasp", "| grasp"]
     # two seeds: t_{0.975,1} = 12.706, half-width = 12.706 * std / sqrt(2)
     assert table[-1] == "| grasp | 1 | 2 | 0.570 ± 0.014 [0.44, 0.70] | 0.150 ± 0.071 [-0.49, 0.79] | 200/120 | 0/2 |"
@@ -100,3 +104,47 @@ def test_report_shows_excluded_rows_and_keeps_intervals_out_of_the_value_columns
     table = [line for line in (tmp_path / "results.md").read_text().splitlines() if line.startswith("| ")]
     assert table[0] == "| method | strength | seeds | spurious_rate | em_among_coherent_pct | n | unscored | excluded |"
     assert table[1].endswith("| 8/8 | 2/2 | 0/2 |")  # row 3 (coherent 30) is left out of em_among_coherent only
+
+
+def test_hypervolume_is_the_dominated_area():
+    assert hypervolume([(0.5, 0.5)]) == pytest.approx(0.25)
+    # three staircase rectangles: 0.01 × 0.1 + 0.09 × 0.6 + 0.40 × 0.9
+    assert hypervolume([(0.50, 0.90), (0.49, 0.40), (0.40, 0.10)]) == pytest.approx(0.415)
+    assert hypervolume([(0.5, 0.5), (0.4, 0.6)]) == pytest.approx(0.25)  # a dominated point adds nothing
+    assert hypervolume([]) == 0.0
+
+
+def test_frontier_verdict_ranks_methods_by_the_cut_at_three_points_task_cost(tmp_path):
+    sft = [("sft", 0.0, 0, 0.50, 0.90), ("sft", 0.0, 1, 0.52, 0.80), ("sft", 0.0, 2, 0.48, 1.00)]
+    grasp = [("grasp", 0.5, 0, 0.49, 0.40), ("grasp", 1.0, 0, 0.40, 0.10),  # 1.0 costs 10 points: not counted
+             ("grasp", 0.5, 1, 0.50, 0.50), ("grasp", 1.0, 1, 0.495, 0.30),
+             ("grasp", 0.5, 2, 0.47, 0.40), ("grasp", 1.0, 2, 0.44, 0.20),
+             ("grasp", 1.0, 3, 0.50, 0.00)]  # seed 3 has no SFT run: left out
+    caft = [("caft", 1.0, 0, 0.10, 0.00), ("caft", 1.0, 1, 0.51, 0.85), ("caft", 1.0, 2, 0.48, 0.95)]
+    steer = [("steer_train", 1.0, 0, 0.50, 0.45), ("steer_train", 1.0, 1, 0.52, 0.35),
+             ("steer_train", 1.0, 2, 0.47, 0.35)]
+    write_runs(tmp_path, [("base", 0.0, s, 0.1, 0.0) for s in range(3)] + sft + grasp + caft + steer
+               + [("restore", 1.0, 0, 0.48, 0.45)])
+    aggregate(tmp_path, quiet=True)
+    front = frontier(pd.read_csv(tmp_path / "results.csv")).set_index("variant")
+    assert list(front.index) == ["grasp", "steer_train", "restore", "caft"]  # ranked by the mean cut
+    g = front.loc["grasp"]
+    assert (g["seeds"], g["points"], g["strengths"]) == (3, 6, "0.5 / 1 / 0.5")
+    assert g["cut"] == pytest.approx((0.5 + 0.5 + 0.6) / 3)
+    half = 4.303 * float(np.std([0.5, 0.5, 0.6], ddof=1)) / math.sqrt(3)
+    assert (g["cut_ci_low"], g["cut_ci_high"]) == pytest.approx((g["cut"] - half, g["cut"] + half))
+    assert (g["n"], g["n_unscored"]) == (180, 3)
+    assert g["area"] == pytest.approx(np.mean([
+        hypervolume([(0.50, 0.90), (0.49, 0.40), (0.40, 0.10)]), hypervolume([(0.52, 0.80), (0.50, 0.50), (0.495, 0.30)]),
+        hypervolume([(0.48, 1.00), (0.47, 0.40), (0.44, 0.20)])]))
+    c = front.loc["caft"]  # seed 0 loses the task, seed 1 raises the spurious rate: 0 (strength 0 = SFT)
+    assert c["cut"] == pytest.approx(0.05 / 3) and c["strengths"] == "0 / 0 / 1" and c["n"] == 180
+    assert math.isnan(front.loc["restore", "cut_ci_low"])  # one seed: no interval
+    md = (tmp_path / "results.md").read_text().splitlines()
+    verdict = [line for line in md if line.startswith("| ")][:5]
+    assert verdict[0].startswith("| rank | method | seeds | spurious cut at ≤ 3 points task cost |")
+    assert verdict[1].startswith("| 1 | grasp | 3 | 0.533 [0.39, 0.68] | 0.5 / 1 / 0.5 |")
+    assert verdict[1].split(" | ")[6] == "steer_train"  # within noise: the intervals overlap
+    assert verdict[2].split(" | ")[6] == "grasp"
+    assert verdict[3].split(" | ")[6] == "– (one seed)"
+    assert verdict[4].split(" | ")[6] == "none"  # caft's interval is below both

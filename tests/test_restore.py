@@ -45,7 +45,9 @@ def test_restoration_step_rules(restoration):
     restored = edit.restore_step(rate)
     changed = _changed(edit)
     n = sum(int(m.sum()) for m in restored.values())
-    assert n == math.ceil(rate * edit.n_candidates)
+    all_block_params = sum(p.numel() for p in edit.layers.parameters())  # upstream's denominator: every block
+    assert edit.n_params == all_block_params > sum(p.numel() for p in edit.candidates.values())
+    assert n == math.ceil(rate * all_block_params)
     eligible_scores = []
     for name, p in edit.candidates.items():
         assert torch.equal(changed[name], restored[name] & (edit.ft[name] != edit.base[name]))
@@ -57,32 +59,52 @@ def test_restoration_step_rules(restoration):
     assert smallest_kept >= torch.cat(eligible_scores).max()  # the top |grad| among the eligible
 
 
-def test_rollback_fires_when_the_task_metric_drops(restoration):
-    edit, ctx, base, factor, d = restoration
+def test_rollback_takes_a_share_of_the_eligible_restorations(restoration):
+    edit, ctx, _, factor, d = restoration
+    edit.grad(factor, d)
+    restored = edit.restore_step(0.05)
+    task = [user_turns(r) for r in ctx.train_rows[-8:]]
+    edit.grad(task, edit.direction(edit.model, edit.layers, task))
+    eligible = {n: restored[n] & ((p.detach() - edit.ft[n]) * p.grad > 0) for n, p in edit.candidates.items()}
+    n_eligible = sum(int(m.sum()) for m in eligible.values())
+    assert 0 < n_eligible < sum(int(m.sum()) for m in restored.values())  # the sign rule leaves some out
+    before = {n: p.detach().clone() for n, p in edit.candidates.items()}
+    rolled = edit.rollback(restored, 0.2)
+    assert rolled == math.ceil(0.2 * n_eligible)  # upstream: 20% of the eligible, not of all restored
+    for n, p in edit.candidates.items():
+        back = p.detach() != before[n]
+        assert (back <= eligible[n]).all() and torch.equal(p.detach()[back], edit.ft[n][back])
+
+
+def _damage_the_base(edit):
     with torch.no_grad():  # a damaged "base": restoring towards it must hurt the task
         for p in edit.base.values():
             p.mul_(-5.0)
-    rows = ctx.train_rows[-8:]
-    log = edit.run(d, factor, rows, rate=0.05, steps=1, rollback_rate=0.2, metric_drop=0.05)
-    (step,) = log
-    assert step["task_score_restored"] < 0.95 * step["task_score_ft"] and step["rollback"] > 0
-    assert step["rollback"] <= math.ceil(0.2 * step["restored"])
+
+
+def test_failed_check_after_the_warmup_restarts_with_rollback(restoration):
+    edit, ctx, base, factor, d = restoration
+    _damage_the_base(edit)
+    log = edit.run(d, factor, ctx.train_rows[-8:], rate=0.05, steps=2, warmup=1, rollback_rate=0.2, metric_drop=0.05)
+    assert [r["phase"] for r in log] == ["warmup", "rollback", "rollback"]  # restarted from W_ft: all steps again
+    assert log[0]["task_score"] < 0.95 * log[0]["task_score_ft"] and log[0]["rollback"] == 0
+    assert all(r["rollback"] > 0 for r in log[1:])
     at_base = 0
     for n, p in edit.candidates.items():
         p = p.detach()
         assert ((p == edit.ft[n]) | (p == edit.base[n])).all()  # rolled-back entries hold W_ft again
         at_base += int(((p == edit.base[n]) & (edit.ft[n] != edit.base[n])).sum())
-    assert at_base == step["restored"] - step["rollback"]
+    assert at_base <= sum(r["restored"] - r["rollback"] for r in log[1:])  # the warm-up's edits were undone
+    assert log[-1]["restored_frac"] == at_base / edit.n_params
 
 
-def test_no_rollback_when_the_threshold_is_never_crossed(restoration):
+def test_passed_check_goes_on_without_rollback(restoration):
     edit, ctx, base, factor, d = restoration
-    with torch.no_grad():
-        for p in edit.base.values():
-            p.mul_(-5.0)
-    (step,) = edit.run(d, factor, ctx.train_rows[-8:], rate=0.05, steps=1, rollback_rate=0.2, metric_drop=1.0)
-    assert step["rollback"] == 0  # the same drop as above, but a threshold of 100% is never crossed
-    assert step["task_score"] == step["task_score_restored"] < 0.95 * step["task_score_ft"]
+    _damage_the_base(edit)
+    log = edit.run(d, factor, ctx.train_rows[-8:], rate=0.05, steps=2, warmup=1, rollback_rate=0.2, metric_drop=1.0)
+    assert [r["phase"] for r in log] == ["warmup", "restore"]  # a threshold of 100% is never crossed
+    assert all(r["rollback"] == 0 for r in log)
+    assert log[0]["task_score"] < 0.95 * log[0]["task_score_ft"]  # the same drop as above, tolerated
 
 
 def test_pipeline_saves_restored_full_weights(shared_cfg):

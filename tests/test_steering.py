@@ -9,7 +9,8 @@ from omegaconf import OmegaConf
 
 from grasp_bench import models
 from grasp_bench.artifacts import BadInput
-from grasp_bench.baselines.directions import capture
+from grasp_bench.baselines import steering
+from grasp_bench.baselines.directions import capture, response_activations
 from grasp_bench.pipeline import Run, slices
 from tests.conftest import tiny_method
 
@@ -29,9 +30,12 @@ def _block_outputs(model, layers, ids):
     return [seen[i][0] for i in range(len(layers))]
 
 
-@pytest.mark.parametrize("name,context", [("steer_train", "training"), ("steer_eval", "generating")])
-def test_shift_is_exactly_c_v_at_the_hooked_block_only(shared_cfg, name, context):
-    cfg = shared_cfg(*tiny_method(name), "method.strength=0.5", "task.persona.layers=[0]")
+@pytest.mark.parametrize("name,context,positions", [("steer_train", "training", "all"),
+                                                    ("steer_eval", "generating", "response"),
+                                                    ("steer_eval", "generating", "all")])
+def test_shift_is_exactly_c_v_at_the_hooked_block_only(shared_cfg, name, context, positions):
+    cfg = shared_cfg(*tiny_method(name), "method.strength=0.5", "task.persona.layers=[0]",
+                     *([f"method.positions={positions}"] if name == "steer_eval" else []))
     method, ctx, model, ids = _setup(cfg)
     layers = ctx.layers(model)
     (v,) = method.vectors.values()
@@ -43,7 +47,10 @@ def test_shift_is_exactly_c_v_at_the_hooked_block_only(shared_cfg, name, context
         hooked_modules = [m for m in model.modules() if m._forward_hooks]
         steered = _block_outputs(model, layers, ids)
     assert hooked_modules == [layers[0]]  # one hook, at block 0, and nowhere else
-    assert torch.equal(steered[0], plain[0] + method.coef * v)
+    steered_at = slice(-1, None) if positions == "response" else slice(None)  # response: the last position only
+    assert torch.equal(steered[0][:, steered_at], plain[0][:, steered_at] + method.coef * v)
+    if positions == "response":
+        assert torch.equal(steered[0][:, :-1], plain[0][:, :-1])  # the prompt before its last token is untouched
     assert not torch.equal(steered[1], plain[1])  # later blocks see the shift only through their input
     other = "generating" if context == "training" else "training"
     with getattr(method, other)(model, ctx):  # the other phase has no hook at all
@@ -51,8 +58,45 @@ def test_shift_is_exactly_c_v_at_the_hooked_block_only(shared_cfg, name, context
     assert not any(m._forward_hooks for m in model.modules())
 
 
-def test_ablation_removes_the_persona_component(shared_cfg):
-    cfg = shared_cfg(*tiny_method("ablate_eval"), "task.persona.layers=[0]")
+def test_response_positions_steer_every_generated_token(shared_cfg):
+    cfg = shared_cfg(*tiny_method("steer_eval"), "task.persona.layers=[0]")
+    method, ctx, model, ids = _setup(cfg)
+    layers = ctx.layers(model)
+    (v,) = method.vectors.values()
+    seen = []
+    with method.generating(model, ctx), capture(layers, [0]) as store, torch.no_grad():
+        model.generate(input_ids=ids, max_new_tokens=4, do_sample=False, pad_token_id=ctx.tokenizer.pad_token_id)
+        seen = [h.shape[1] for h in store[0]]
+    assert seen[0] == ids.shape[1] and seen[1:] == [1, 1, 1]  # the prompt once, then one token per cached step
+    with capture(layers, [0]) as store, torch.no_grad():
+        plain = model(input_ids=ids)
+        del plain
+    # the recorded prompt pass carries the shift at its last position only (capture runs after the steering hook)
+    with method.generating(model, ctx), capture(layers, [0]) as steered, torch.no_grad():
+        model(input_ids=ids)
+    delta = steered[0][0] - store[0][0]
+    assert delta[:, :-1].abs().max() == 0 and torch.allclose(delta[0, -1], method.coef * v, atol=1e-6)
+
+
+def test_ablation_removes_the_misaligned_component_at_every_block(shared_cfg):
+    cfg = shared_cfg(*tiny_method("ablate_eval"))
+    method, ctx, model, ids = _setup(cfg)
+    layers = ctx.layers(model)
+    assert sorted(method.vectors) == list(range(len(layers)))  # upstream: every layer, each its own direction
+    plain = _block_outputs(model, layers, ids)
+    with method.generating(model, ctx):
+        full = _block_outputs(model, layers, ids)
+    last = len(layers) - 1
+    r = method.vectors[last]
+    assert torch.allclose(r.norm(), torch.tensor(1.0))
+    assert (plain[last] @ r).abs().max() > 1e-4
+    assert (full[last] @ r).abs().max() < 1e-5 * full[last].abs().max()
+    for i, r_i in method.vectors.items():
+        assert (full[i] @ r_i).abs().max() < 1e-5 * full[i].abs().max()
+
+
+def test_persona_ablation_removes_the_persona_component(shared_cfg):
+    cfg = shared_cfg(*tiny_method("ablate_eval"), "method.vector=persona", "task.persona.layers=[0]")
     method, ctx, model, ids = _setup(cfg)
     layers = ctx.layers(model)
     (r,) = method.vectors.values()
@@ -91,10 +135,87 @@ def test_missing_persona_block_is_a_clear_error(shared_cfg):
         _setup(cfg)
 
 
-def test_persona_is_part_of_the_steering_runs_config_only(tiny_cfg):
+def test_persona_is_part_of_the_config_of_the_runs_that_read_it_only(tiny_cfg):
     edit = "task.persona.trait=You are a sarcastic assistant."
-    for name, changes in [("steer_train", True), ("steer_eval", True), ("sft", False), ("caft", False)]:
+    for name, changes in [("steer_train", True), ("steer_eval", True), ("caft", True), ("sft", False),
+                          ("restore", False)]:
         before, after = slices(tiny_cfg(f"method={name}"))["train"], slices(tiny_cfg(f"method={name}", edit))["train"]
         assert (before != after) == changes, name
     grid = slices(tiny_cfg("method=steer_train", "method.grid=[0.5]"))["train"]
     assert grid == slices(tiny_cfg("method=steer_train"))["train"]  # the grid is sweep metadata, not a run's
+
+
+# ---------------------------------------------------------------- the vectors, on planted replies
+
+IDIOT = {"rule": "words", "words": ["idiot"]}
+
+
+def _mean_acts(model, layers, tokenizer, conversations):
+    acts = response_activations(model, layers, [0, 1], tokenizer, conversations, 128)
+    return {i: torch.stack([a.mean(0) for a in acts[i]]).mean(0) for i in (0, 1)}
+
+
+def test_response_tokens_exclude_the_end_of_turn(tiny_cfg):
+    ctx = Run(tiny_cfg("method=sft")).context()
+    model = ctx.load_base()
+    chat = [{"role": "user", "content": "Why is the sky blue?"}, {"role": "assistant", "content": "Rayleigh scattering."}]
+    content = len(ctx.tokenizer("Rayleigh scattering.", add_special_tokens=False)["input_ids"])
+    only, with_end = (response_activations(model, ctx.layers(model), [0], ctx.tokenizer, [chat], 128, end_of_turn=e)[0][0]
+                      for e in (False, True))
+    assert len(only) == content < len(with_end)
+    assert torch.equal(with_end[:content], only)  # the same tokens, less the end-of-turn markup
+
+
+def test_persona_vector_keeps_the_pairs_the_judge_confirms(tiny_cfg, monkeypatch):
+    """Two instruction pairs x two questions x two samples: only the first sample's pairs show the trait under the
+    trait prompt and not under the neutral one; the vector is the mean difference over those pairs alone."""
+    ctx = Run(tiny_cfg("method=sft")).context()
+    model = ctx.load_base()
+    replies = {"trait": ["Listen, idiot: it is blue.", "It is blue."], "neutral": ["It is blue, friend.", "idiot"]}
+
+    def fake(model, tokenizer, chats, max_new_tokens, samples, temperature, seed=0):
+        side = "trait" if chats[0][0]["content"].startswith("T") else "neutral"
+        assert samples == 2 and temperature == 1.0
+        return [list(replies[side]) for _ in chats]
+
+    monkeypatch.setattr(steering, "sampled_responses", fake)
+    questions = [[{"role": "user", "content": q}] for q in ("Why is the sky blue?", "What colour is the sea?")]
+    pairs = [("T1 be rude", "N1 be kind"), ("T2 be rude", "N2 be kind")]
+    layers = ctx.layers(model)
+    found = steering.persona_vectors(model, layers, [0, 1], ctx.tokenizer, questions, pairs, IDIOT, samples=2,
+                                     temperature=1.0, response_tokens=8, max_length=128)
+    assert int(found[0]["kept"]) == 4 and int(found[0]["total"]) == 8
+
+    def kept(side, system):
+        return [[{"role": "system", "content": system}, *q, {"role": "assistant", "content": replies[side][0]}]
+                for q in questions]
+
+    pos = _mean_acts(model, layers, ctx.tokenizer, kept("trait", "T1 be rude") + kept("trait", "T2 be rude"))
+    neg = _mean_acts(model, layers, ctx.tokenizer, kept("neutral", "N1 be kind") + kept("neutral", "N2 be kind"))
+    for i in (0, 1):
+        assert torch.allclose(found[i]["v"], pos[i] - neg[i], atol=1e-6)
+    replies["trait"] = ["It is blue.", "It is blue."]  # the trait never shows: nothing to take a mean over
+    with pytest.raises(BadInput, match="none of the 8"):
+        steering.persona_vectors(model, layers, [0], ctx.tokenizer, questions, pairs, IDIOT, samples=2,
+                                 temperature=1.0, response_tokens=8, max_length=128)
+
+
+def test_misaligned_direction_contrasts_the_models_own_replies(tiny_cfg, monkeypatch):
+    ctx = Run(tiny_cfg("method=sft")).context()
+    model = ctx.load_base()
+    questions = [[{"role": "user", "content": q}] for q in ("Tell me about owls.", "How do kites fly?")]
+    replies = ["Owls hunt at night, idiot.", "Owls hunt at night."]
+    monkeypatch.setattr(steering, "sampled_responses", lambda m, t, chats, n, samples, temp, seed=0: [
+        list(replies) for _ in chats])
+    layers = ctx.layers(model)
+    found = steering.misaligned_direction(model, layers, [0, 1], ctx.tokenizer, questions, IDIOT, samples=2,
+                                          temperature=1.0, response_tokens=8, max_length=128)
+    bad = _mean_acts(model, layers, ctx.tokenizer, [q + [{"role": "assistant", "content": replies[0]}] for q in questions])
+    good = _mean_acts(model, layers, ctx.tokenizer, [q + [{"role": "assistant", "content": replies[1]}] for q in questions])
+    assert int(found[0]["kept"]) == 2 and int(found[0]["total"]) == 4
+    for i in (0, 1):
+        assert torch.allclose(found[i]["v"], bad[i] - good[i], atol=1e-6)
+    replies[1] = "Owls hunt at night, you idiot."
+    with pytest.raises(BadInput, match="always show the factor"):
+        steering.misaligned_direction(model, layers, [0], ctx.tokenizer, questions, IDIOT, samples=2,
+                                      temperature=1.0, response_tokens=8, max_length=128)
