@@ -7,11 +7,12 @@
   "response" positions (`positions: response`): the last position of every forward pass, i.e. the last prompt
   token and each generated token, never the rest of the prompt; `positions: all` steers every position.
 - `ablate_eval` (directional ablation at inference, as in model-organisms-for-EM): `h <- h - gamma (h . r) r`,
-  r = v / |v|, on the naive SFT model while it generates. `vector: misaligned` (default): at every block, each
-  with its own v_L = the naive model's mean-difference direction (Soligo et al., arXiv 2506.11618, `mm_dm -
-  mm_da`): the naive model samples `task.persona.samples` replies per generic prompt, the task's factor judge
-  (`task.persona.judge`) splits them into replies that show the factor and replies that do not, and v_L = the
-  naive model's mean response-token activation reading the first minus reading the second.
+  r = v / |v|, on the naive SFT model while it generates. `vector: misaligned` (default): one direction, ablated
+  at every block: v = the naive model's mean-difference direction (Soligo et al., arXiv 2506.11618, `mm_dm -
+  mm_da`) at the task's persona layer (the first of `task.persona.layers`): the naive model samples
+  `task.persona.samples` replies per generic prompt, the task's factor judge (`task.persona.judge`) splits them
+  into replies that show the factor and replies that do not, and v = the naive model's mean response-token
+  activation there reading the first minus reading the second.
   `vector: persona`: the base model's persona vector at `task.persona.layers`.
 
 Persona vector (from the base model, at every block, cached per runs root; `base_persona_vectors`): for every
@@ -230,12 +231,14 @@ class Steering(Method):
     def prepare(self, ctx: RunContext) -> None:
         if self.strength == 0:
             return
-        if self.vector == "misaligned":
-            found, idxs = self._misaligned(ctx), list(range(n_blocks(ctx)))
+        persona_layers = resolve_layers(ctx.cfg.task.persona.layers, n_blocks(ctx))
+        if self.vector == "misaligned":  # one direction, read at the task's persona layer, ablated at every block
+            found = self._misaligned(ctx)
+            idxs = list(range(n_blocks(ctx)))
+            v = {i: found[persona_layers[0]]["v"] for i in idxs}
         else:
-            found = base_persona_vectors(ctx, self.name)
-            idxs = resolve_layers(ctx.cfg.task.persona.layers, n_blocks(ctx))
-        v = {i: found[i]["v"] for i in idxs}
+            found, idxs = base_persona_vectors(ctx, self.name), persona_layers
+            v = {i: found[i]["v"] for i in idxs}
         self.vectors = v if self.op == "add" else {i: x / x.norm() for i, x in v.items()}
         first = found[idxs[0]]
         diagnostics = {f"{self.name}/v_norm": sum(x.norm().item() for x in v.values()) / len(v),

@@ -82,17 +82,16 @@ def test_ablation_removes_the_misaligned_component_at_every_block(shared_cfg):
     cfg = shared_cfg(*tiny_method("ablate_eval"))
     method, ctx, model, ids = _setup(cfg)
     layers = ctx.layers(model)
-    assert sorted(method.vectors) == list(range(len(layers)))  # upstream: every layer, each its own direction
+    assert sorted(method.vectors) == list(range(len(layers)))  # upstream: one direction, ablated at every layer
+    r = method.vectors[0]
+    assert all(torch.equal(r_i, r) for r_i in method.vectors.values())
+    assert torch.allclose(r.norm(), torch.tensor(1.0))
     plain = _block_outputs(model, layers, ids)
     with method.generating(model, ctx):
         full = _block_outputs(model, layers, ids)
-    last = len(layers) - 1
-    r = method.vectors[last]
-    assert torch.allclose(r.norm(), torch.tensor(1.0))
-    assert (plain[last] @ r).abs().max() > 1e-4
-    assert (full[last] @ r).abs().max() < 1e-5 * full[last].abs().max()
-    for i, r_i in method.vectors.items():
-        assert (full[i] @ r_i).abs().max() < 1e-5 * full[i].abs().max()
+    for i in range(len(layers)):
+        assert (plain[i] @ r).abs().max() > 1e-4
+        assert (full[i] @ r).abs().max() < 1e-5 * full[i].abs().max()
 
 
 def test_persona_ablation_removes_the_persona_component(shared_cfg):
