@@ -52,7 +52,7 @@ from baselines.directions import (
     user_turns,
 )
 from grasp_bench import hooks
-from grasp_bench.artifacts import BadInput, load_json, write_json
+from grasp_bench.artifacts import BadInput, int_at_least, load_json, write_json
 from grasp_bench.method import Method, RunContext
 
 VERSION = 1  # bump when the direction-finding code changes: cached directions are keyed on it
@@ -82,7 +82,9 @@ class CAFT(Method):
         super().__init__(name, strength, grid)
         if directions not in ("pca", "grasp"):
             raise BadInput(f"method.directions '{directions}': expected pca or grasp")
-        if n_select < 1 or n_components < n_select:
+        for knob, value in (("n_components", n_components), ("n_select", n_select), ("response_tokens", response_tokens)):
+            int_at_least(f"method.{knob}", value, 1)
+        if n_components < n_select:
             raise BadInput(f"method.n_select must be in [1, n_components]; got {n_select}, {n_components}")
         self.directions, self.layer_spec = directions, layers
         self.n_components, self.n_select, self.response_tokens = n_components, n_select, response_tokens

@@ -50,7 +50,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from baselines.directions import last_token_states, prompt_rows, resolve_layers, user_turns
-from grasp_bench.artifacts import BadInput, write_json, write_jsonl
+from grasp_bench.artifacts import BadInput, int_at_least, write_json, write_jsonl
 from grasp_bench.method import Method, RunContext
 
 
@@ -62,8 +62,10 @@ class Restore(Method):
                  rate_max: float = 0.002, steps: int = 20, layer: float | int = 0.67, rollback_rate: float = 0.2,
                  metric_drop: float = 0.05, task_rows: int = 32, batch_size: int = 8):
         super().__init__(name, strength, grid)
-        if rate_max <= 0 or not 0 <= rollback_rate <= 1 or steps < 1 or task_rows < 1:
-            raise BadInput(f"method '{name}': need rate_max > 0, steps >= 1, task_rows >= 1, rollback_rate in [0, 1]")
+        for knob, value in (("steps", steps), ("task_rows", task_rows), ("batch_size", batch_size)):
+            int_at_least(f"method.{knob}", value, 1)
+        if rate_max <= 0 or not 0 <= rollback_rate <= 1 or metric_drop < 0:
+            raise BadInput(f"method '{name}': need rate_max > 0, rollback_rate in [0, 1], metric_drop >= 0")
         self.rate = strength * rate_max
         self.steps, self.layer_spec, self.rollback_rate = steps, layer, rollback_rate
         self.metric_drop, self.task_rows, self.batch_size = metric_drop, task_rows, batch_size

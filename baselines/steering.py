@@ -49,7 +49,7 @@ from baselines.directions import (
     user_turns,
 )
 from grasp_bench import hooks
-from grasp_bench.artifacts import BadInput, write_json
+from grasp_bench.artifacts import BadInput, int_at_least, write_json
 from grasp_bench.method import Method, RunContext
 
 VERSION = 1  # bump when the persona-vector code changes: cached vectors are keyed on it
@@ -83,6 +83,7 @@ class Steering(Method):
             raise BadInput(f"method '{name}': phase must be train|eval and op add|ablate; got {phase}, {op}")
         if op == "add" and not coef_max:
             raise BadInput(f"method '{name}': op=add needs a non-zero coef_max")
+        int_at_least("method.response_tokens", response_tokens, 1)
         self.phase, self.op, self.coef_max, self.response_tokens = phase, op, coef_max, response_tokens
         # per instance: the eval-time variants reuse the naive run and need the hook-running generator
         self.starts_from = "reference" if phase == "eval" else "base"

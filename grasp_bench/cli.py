@@ -5,8 +5,9 @@
     grasp-bench -m method=grasp method.strength=0,0.5,1 seed=0,1,2
     grasp-bench --help                            # config groups and options
 
-Before Hydra starts, every command-line override is composed once per sweep value, so a typo in a key or
-an option fails at once with one line on stderr and exit code 2.
+Before Hydra starts, the config of every job is composed and validated (grasp_bench.validate), so a typo in a
+key, a value out of range or a bad input file fails at once with one line on stderr, exit code 2, and nothing
+written.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import hydra.utils
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -33,13 +36,15 @@ def _one_line(e: BaseException) -> str:
     return text.replace(" Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.", "")
 
 
-def validate_overrides(argv: list[str]) -> None:
-    """Compose the config for each value of each sweep override (others at their first value)."""
-    from hydra import compose, initialize_config_dir
+def job_overrides(argv: list[str]) -> list[list[str]]:
+    """The override list of every job the command will run, as Hydra's sweeper will make them: the sweep
+    config's `hydra.sweeper.params` plus the command line, their product, then the sweeper's own expansion
+    (`method_grid`: each method over its grid). One job, the command line, when not a multirun."""
+    from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
 
-    if any(a in ("-h", "--help", "--hydra-help", "--shell-completion", "-sc") for a in argv):
-        return
     overrides, skip = [], False
     for a in argv:
         if skip:
@@ -48,24 +53,44 @@ def validate_overrides(argv: list[str]) -> None:
             skip = True
         elif not a.startswith("-") and not a.lstrip("+~").startswith("hydra"):
             overrides.append(a)
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception as e:  # noqa: BLE001 - Hydra's parser raises several types, all user errors
-        raise BadInput(_one_line(e)) from None
-    values = []
-    for o in parsed:
-        if o.is_sweep_override():
-            values.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
-        else:
-            values.append([o.input_line])
-    firsts = [v[0] for v in values]
-    combos = [firsts] + [firsts[:i] + [v] + firsts[i + 1:] for i, vs in enumerate(values) for v in vs[1:]]
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    parsed = parser.parse_overrides(overrides)
+    firsts = [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override()
+              else o.input_line for o in parsed]
+    hydra_cfg = compose("config", overrides=firsts, return_hydra_config=True).hydra
+    if not ({"-m", "--multirun"} & set(argv) or hydra_cfg.mode == RunMode.MULTIRUN):
+        return [overrides]
+    params = [f"{k}={v}" for k, v in (hydra_cfg.sweeper.get("params") or {}).items()]
+    jobs = BasicSweeper.split_arguments(parser.parse_overrides(params + overrides), None)[0]
+    expand = getattr(hydra.utils.get_class(hydra_cfg.sweeper._target_), "expand", None)
+    if expand is not None:
+        jobs = expand(jobs, lambda job: list(compose("config", overrides=job).method.get("grid") or []))
+    return jobs
+
+
+def validate_jobs(argv: list[str]) -> None:
+    """Compose and validate (grasp_bench.validate) the config of every job, before Hydra starts the first."""
+    from hydra import compose, initialize_config_dir
+
+    from grasp_bench.validate import validate
+
+    if any(a in ("-h", "--help", "--hydra-help", "--shell-completion", "-sc", "--info", "-i", "--cfg", "-c")
+           for a in argv):
+        return
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        for combo in combos:
+        try:
+            jobs = job_overrides(argv)
+        except Exception as e:  # noqa: BLE001 - Hydra's parser and composition raise several types, all user errors
+            raise BadInput(_one_line(e)) from None
+        for i, job in enumerate(jobs):
             try:
-                compose("config", overrides=combo)
+                cfg = compose("config", overrides=job)
             except Exception as e:  # noqa: BLE001 - composition errors are user errors
                 raise BadInput(_one_line(e)) from None
+            try:
+                validate(cfg)
+            except BadInput as e:
+                raise BadInput(f"job {i} ({' '.join(job)}): {e}" if len(jobs) > 1 else str(e)) from None
 
 
 JOB_ERROR = "job_error.txt"  # in a failed multirun job's Hydra output dir
@@ -135,7 +160,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     try:
-        validate_overrides(sys.argv[1:])
+        validate_jobs(sys.argv[1:])
     except BadInput as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -12,6 +12,7 @@ an error naming the key), so a rerun after a kill completes the run and a new ju
 from __future__ import annotations
 
 import gc
+import shutil
 import sys
 from copy import deepcopy
 from dataclasses import replace
@@ -26,6 +27,8 @@ from grasp_bench.artifacts import (
     BadInput,
     Stage,
     atomic_path,
+    check_json,
+    digest,
     environment,
     load_json,
     read_jsonl,
@@ -33,15 +36,18 @@ from grasp_bench.artifacts import (
     write_jsonl,
     write_text,
 )
-from grasp_bench.data import build_task_files, load_eval, load_train
+from grasp_bench.data import load_eval, load_train
 from grasp_bench.generate import WeightPaths
 from grasp_bench.method import Method, RunContext, method_knobs
 from grasp_bench.tracking import make_logger
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-# Judge settings that change how fast scores arrive, never what they are: not part of a stage's identity.
+# Judge and train settings that change how fast results arrive (or how much a kill costs), never what they are:
+# not part of a stage's identity.
 OPERATIONAL = {"concurrency", "timeout_s", "max_attempts", "backoff_s", "max_backoff_s", "cache_dir", "batch_size"}
+OPERATIONAL_TRAIN = {"checkpoint_every"}
 SFT = {"_target_": "grasp_bench.method.Method", "name": "sft", "strength": 0.0}
+STAGES = ("train", "generate", "judge", "metrics")
 
 
 def plain(cfg) -> dict:
@@ -74,7 +80,8 @@ def slices(cfg: DictConfig) -> dict[str, dict]:
     task_keys = ("name", "train", *getattr(hydra.utils.get_class(cfg.method._target_), "task_inputs", ()))
     method = {k: v for k, v in plain(cfg.method).items() if k != "grid"}  # the grid is sweep metadata
     train = {"task": {k: task.get(k) for k in task_keys}, "model": plain(cfg.model),
-             "method": method, "train": plain(cfg.train), "seed": cfg.seed}
+             "method": method, "seed": cfg.seed,
+             "train": {k: v for k, v in plain(cfg.train).items() if k not in OPERATIONAL_TRAIN}}
     if distributed.world_size() > 1:  # train.batch_size is per process: the global batch is world_size times it
         train["world_size"] = distributed.world_size()
     splits = {k: {"path": v["path"], "limit": v.get("limit"), **({"samples": v["samples"]} if "samples" in v else {})}
@@ -117,6 +124,12 @@ class Run:
         self._tokenizer = None
         # built first, so that a bad generator or judge config fails before any training (both are cheap to make)
         self.generator, self.judge = instantiate(cfg.generator), instantiate(cfg.judge)
+
+    def outputs(self) -> dict[str, Path]:
+        """Each stage's output, in stage order."""
+        return {"train": self.dir / "model", "generate": self.dir / "generations.jsonl",
+                "judge": self.dir / "judgments" / f"{self.judge.name}.jsonl",
+                "metrics": self.dir / "metrics" / f"{self.judge.name}.json"}
 
     @property
     def tokenizer(self):
@@ -162,9 +175,11 @@ class Run:
     def train_stage(self, logger) -> None:
         if self.method.starts_from == "untrained":
             return
-        stage = self.stage("train", self.dir / "model", slices(self.cfg)["train"])
+        stage = self.stage("train", self.outputs()["train"], slices(self.cfg)["train"])
         if stage.is_done():
             return
+        from grasp_bench.train import CHECKPOINTS, train
+
         ctx = self.context()
         base = models.load_base(self.cfg.model, self.cache, self.device)
         if self.method.starts_from == "reference":
@@ -172,12 +187,11 @@ class Run:
             self.prepare(ctx)
             model, log = self.method.post_train(model, ctx), []
         else:
-            from grasp_bench.train import train
-
             torch.manual_seed(self.cfg.seed)
             model = models.add_lora(base, self.cfg.model, self.cfg.seed)
             self.prepare(ctx)
-            model, log = train(model, self.tokenizer, self.method, ctx, on_log=logger.log_step)
+            model, log = train(model, self.tokenizer, self.method, ctx, on_log=logger.log_step,
+                               checkpoint_key=digest(stage.slice))
         if not distributed.is_main():  # every rank trained the same weights; rank 0 writes them
             _free(model, base)
             return
@@ -187,14 +201,12 @@ class Run:
                 self.tokenizer.save_pretrained(tmp)  # full weights: a self-contained checkpoint
         write_jsonl(self.dir / "train_log.jsonl", log)
         stage.mark_done(final_loss=log[-1]["train/loss"] if log else None, steps=len(log))
+        shutil.rmtree(self.dir / CHECKPOINTS, ignore_errors=True)  # the stage is done: its checkpoints go
         _free(model, base)
 
     def generate_stage(self) -> None:
-        generator = self.generator
-        if self.method.intervenes_at_eval and not getattr(generator, "runs_hooks", False):
-            raise BadInput(f"method '{self.method.name}' applies hooks at generation time, which generator "
-                           f"'{generator.name}' cannot run; use generator=hf")
-        out = self.dir / "generations.jsonl"
+        generator = self.generator  # validate() checked that it can run the method's eval-time hooks
+        out = self.outputs()["generate"]
         stage = self.stage("generate", out, slices(self.cfg)["generate"])
         if stage.is_done():
             return
@@ -215,7 +227,7 @@ class Run:
 
     def judge_stage(self) -> Path:
         judge = self.judge
-        out = self.dir / "judgments" / f"{judge.name}.jsonl"
+        out = self.outputs()["judge"]
         stage = self.stage("judge", out, slices(self.cfg)["judge"])
         if not stage.is_done():
             scorers = {k: plain(v.scorers) for k, v in self.cfg.task.splits.items()}
@@ -226,10 +238,10 @@ class Run:
     def metrics_stage(self, judgments: Path) -> dict:
         from grasp_bench.metrics import compute
 
-        out = self.dir / "metrics" / judgments.name.replace(".jsonl", ".json")
+        out = self.outputs()["metrics"]
         stage = self.stage("metrics", out, slices(self.cfg)["metrics"])
         if stage.is_done():
-            return load_json(out)
+            return check_json(out, "delete it or rerun with 'force=[metrics]'")
         metrics = {
             "task": self.cfg.task.name, "model": self.cfg.model.name, "method": self.cfg.method.name,
             "variant": method_dirname(self.cfg.method), "strength": float(self.cfg.method.strength),
@@ -247,13 +259,18 @@ class Run:
         return metrics
 
 
-def ensure_reference(cfg: DictConfig) -> Path:
-    """The naive SFT run of the same task/model/seed, trained on demand (once, under a file lock)."""
+def reference_config(cfg: DictConfig) -> DictConfig:
+    """The config of the naive SFT run of the same task/model/seed."""
     ref_cfg = deepcopy(cfg)
     OmegaConf.set_struct(ref_cfg, False)
     ref_cfg.method = SFT
     ref_cfg.force = []
-    ref = Run(ref_cfg)
+    return ref_cfg
+
+
+def ensure_reference(cfg: DictConfig) -> Path:
+    """The naive SFT run of the same task/model/seed, trained on demand (once, under a file lock)."""
+    ref = Run(reference_config(cfg))
     ref.dir.mkdir(parents=True, exist_ok=True)
     with distributed.exclusive(ref.dir / ".train.lock"):
         if distributed.is_main() and not (ref.dir / "stages" / "train.json").exists():
@@ -264,7 +281,9 @@ def ensure_reference(cfg: DictConfig) -> Path:
 
 def run(cfg: DictConfig) -> dict:
     """Every stage of one run; returns its metrics (empty on ranks other than 0, which only train)."""
-    build_task_files(cfg.task)
+    from grasp_bench.validate import validate
+
+    validate(cfg)  # every knob and input, before anything is written
     r = Run(cfg)
     main = distributed.is_main()
     r.dir.mkdir(parents=True, exist_ok=True)  # every rank: a method's prepare() may cache files in it
