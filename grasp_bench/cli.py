@@ -45,19 +45,19 @@ def job_overrides(argv: list[str]) -> list[list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import RunMode
 
-    overrides, skip = [], False
+    overrides, hydra_overrides, skip = [], [], False
     for a in argv:
         if skip:
             skip = False
         elif a in HYDRA_FLAGS_WITH_VALUE:
             skip = True
-        elif not a.startswith("-") and not a.lstrip("+~").startswith("hydra"):
-            overrides.append(a)
+        elif not a.startswith("-"):
+            (hydra_overrides if a.lstrip("+~").startswith("hydra") else overrides).append(a)
     parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
     parsed = parser.parse_overrides(overrides)
     firsts = [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override()
               else o.input_line for o in parsed]
-    hydra_cfg = compose("config", overrides=firsts, return_hydra_config=True).hydra
+    hydra_cfg = compose("config", overrides=firsts + hydra_overrides, return_hydra_config=True).hydra
     if not ({"-m", "--multirun"} & set(argv) or hydra_cfg.mode == RunMode.MULTIRUN):
         return [overrides]
     params = [f"{k}={v}" for k, v in (hydra_cfg.sweeper.get("params") or {}).items()]
@@ -90,7 +90,8 @@ def validate_jobs(argv: list[str]) -> None:
             try:
                 validate(cfg)
             except BadInput as e:
-                raise BadInput(f"job {i} ({' '.join(job)}): {e}" if len(jobs) > 1 else str(e)) from None
+                swept = " ".join(o for o in job if any(o not in other for other in jobs))  # what names this job
+                raise BadInput(f"job {i} ({swept}): {e}" if len(jobs) > 1 else str(e)) from None
 
 
 JOB_ERROR = "job_error.txt"  # in a failed multirun job's Hydra output dir

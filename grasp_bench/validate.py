@@ -168,7 +168,7 @@ def _finished_output(path: Path, read: Callable[[Path], Any], stage: str) -> Non
 
 def validate(cfg: DictConfig) -> None:
     """Raises BadInput for the first bad knob or input of this run; loads no model, writes no run file."""
-    from grasp_bench.pipeline import STAGES, Run, reference_config, slices
+    from grasp_bench.pipeline import STAGES, Run, instantiate, reference_config, slices
 
     check_config(cfg, STAGES)
     writable_dir("paths.runs", cfg.paths.runs)
@@ -178,6 +178,7 @@ def validate(cfg: DictConfig) -> None:
     models.check_path(cfg.model.path)
     _once(("build", digest(OmegaConf.to_container(cfg.task, resolve=True))), lambda: build_task_files(cfg.task))
     run = Run(cfg)  # builds the method, generator and judge: each checks its own knobs
+    instantiate(cfg.logger)  # and the logger (built, never started)
     writable_dir("the run directory", run.dir)
 
     todo = set()  # requested stages not finished with this config (a record made with another one raises)
