@@ -69,7 +69,7 @@ class Method:
 
     def __init__(self, name: str = "sft", strength: float = 0.0, grid: list[float] | None = None, **params: Any):
         if params:
-            raise TypeError(f"{type(self).__name__} got unknown parameters: {sorted(params)}")
+            raise BadInput(f"method '{name}': unknown knob(s) {sorted(params)}")
         if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
             raise BadInput(f"method.strength={strength!r}: expected a number in [0, 1]")
         self.name, self.strength = name, float(strength)

@@ -77,6 +77,7 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], str]] = {
     "grasp k 0": (lambda c: ["method=grasp", "method.k=0"], "method.k=0"),
     "grasp pooling": (lambda c: ["method=grasp", "method.pooling=bogus"], "method.pooling='bogus'"),
     "unknown key": (lambda c: ["train.lrr=1"], "train.lrr"),
+    "unknown method knob": (lambda c: ["+method.bogus=1"], "method 'sft': unknown knob(s) ['bogus']"),
     "unknown option": (lambda c: ["method=nope"], "method/nope"),
     "wandb mode": (lambda c: ["logger=wandb", "logger.mode=sometimes"], "logger.mode 'sometimes'"),
     # data files
