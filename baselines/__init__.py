@@ -1,1 +1,2 @@
-"""Method plugins (GRASP and its baselines). Hydra `_target_` paths are the registry."""
+"""Method plugins (GRASP and its baselines), installed as `grasp_bench.baselines`; the `_target_` paths of
+conf/method/*.yaml are the registry."""

@@ -10,7 +10,8 @@ same text, generic prompts (`task.generic_prompts`) each followed by a response;
 the per-token differences `h_ft - h_base` over the response tokens are mean-centred and their top
 `n_components` principal components taken (exact SVD). Responses: the naive SFT model's own greedy reply
 (up to `response_tokens` tokens), or the row's assistant turn when the prompt file supplies one.
-`directions: grasp` uses GRASP's pooled Q from the same naive adapter instead, at every block of `layers`.
+`directions: grasp` uses GRASP's pooled Q from the same naive adapter instead (identified from the residual
+writers, o_proj and down_proj, of the blocks of `layers`), at every block of `layers`.
 
 Selection (the paper reads feature displays by hand; this is our automatic stand-in): per block, rank the
 PCs by |mean over response tokens of (h_ft - h_base) . pc|, the size of the systematic shift the
@@ -23,7 +24,7 @@ strength = the fraction of the selected directions ablated: ceil(strength * n_se
 ranked first. 0 ablates nothing (no hook: plain SFT); 1 ablates all `n_select`. The operator itself is
 always the full projection (a partial `gamma` would be a different method: scaled steering).
 
-Deviations from the paper's code (cadentj/caft, see reference/baselines.md §1):
+Deviations from the paper's code (cadentj/caft):
 - the automatic selection rule above instead of manual interpretation: a benchmark must be reproducible
   without a human in the loop (and upstream released no selection for Qwen);
 - responses are the naive run's greedy replies to the task's own generic prompts, in the chat template
@@ -41,7 +42,9 @@ from contextlib import nullcontext
 
 import torch
 
-from baselines.directions import (
+from grasp_bench import hooks
+from grasp_bench.artifacts import BadInput, int_at_least, load_json
+from grasp_bench.baselines.directions import (
     cached,
     file_sha256,
     greedy_responses,
@@ -51,8 +54,6 @@ from baselines.directions import (
     response_activations,
     user_turns,
 )
-from grasp_bench import hooks
-from grasp_bench.artifacts import BadInput, int_at_least, load_json, write_json
 from grasp_bench.method import Method, RunContext
 
 VERSION = 1  # bump when the direction-finding code changes: cached directions are keyed on it
@@ -101,7 +102,7 @@ class CAFT(Method):
         found = self.find_directions(ctx, idxs)
         self.bases = {i: found[i]["components"][:, found[i]["order"][: self.n_ablated]] for i in idxs}
         shift = [found[i]["captured"][: self.n_ablated].sum().item() for i in idxs]
-        write_json(ctx.run_dir / "diagnostics.json", {
+        ctx.diagnostics.update({
             f"{self.name}/directions_per_layer": self.n_ablated, f"{self.name}/layers": len(idxs),
             # share of the mean activation change (h_ft - h_base) that the ablated directions carry
             f"{self.name}/mean_shift_captured": sum(shift) / len(shift),
@@ -111,9 +112,12 @@ class CAFT(Method):
         """Per block: components (d, k), the selection order (best first) and, per component in that order,
         the share of |mean(h_ft - h_base)|^2 it carries."""
         if self.directions == "grasp":
-            from baselines.grasp import identify  # lazily: GRASP is another plugin
+            from grasp_bench.baselines.grasp import identify  # lazily: GRASP is another plugin
 
-            Q = torch.as_tensor(identify(ctx.reference_adapter, k=self.n_select, pooling="pooled").Q).float()
+            # the residual writers of the blocks CAFT ablates at: their outputs are what it projects
+            ident = identify(ctx.reference_adapter, k=self.n_select, pooling="pooled", side="writers", layers=idxs,
+                             layers_path=ctx.cfg.model.layers_path)
+            Q = torch.as_tensor(ident.Q).float()
             order = torch.arange(Q.shape[1])
             return {i: {"components": Q, "order": order, "captured": torch.full((Q.shape[1],), float("nan"))}
                     for i in idxs}

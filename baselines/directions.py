@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import torch
@@ -21,8 +21,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from grasp_bench.artifacts import BadInput, atomic_path, digest, read_jsonl
-from grasp_bench.data import load_rows, tokenize_chat
-from grasp_bench.method import RunContext, hooks
+from grasp_bench.data import chat_batches, load_rows
+from grasp_bench.hooks import registered
+from grasp_bench.method import RunContext
 
 Chat = list[dict]
 
@@ -71,7 +72,7 @@ def capture(layers: nn.ModuleList, idxs: Sequence[int]) -> Iterator[dict[int, li
     def recorder(i):
         return lambda module, args, output: store[i].append(_hidden(output))
 
-    with hooks(*(lambda i=i: layers[i].register_forward_hook(recorder(i)) for i in idxs)):
+    with registered(*(lambda i=i: layers[i].register_forward_hook(recorder(i)) for i in idxs)):
         yield store
 
 
@@ -98,16 +99,6 @@ def greedy_responses(model: nn.Module, tokenizer, prompts: list[Chat], max_new_t
     return [by_id[str(i)] for i in range(len(rows))]
 
 
-def _batches(tokenizer, conversations: list[Chat], max_length: int, batch_size: int, device):
-    from grasp_bench.train import ChatCollator
-
-    collate = ChatCollator(tokenizer.pad_token_id)
-    examples = [tokenize_chat(tokenizer, c, max_length) for c in conversations]
-    for i in range(0, len(examples), batch_size):
-        batch = collate(examples[i:i + batch_size])
-        yield {k: v.to(device) for k, v in batch.items()}
-
-
 @torch.no_grad()
 def response_activations(model: nn.Module, layers: nn.ModuleList, idxs: Sequence[int], tokenizer,
                          conversations: list[Chat], max_length: int,
@@ -118,7 +109,7 @@ def response_activations(model: nn.Module, layers: nn.ModuleList, idxs: Sequence
     model.eval()
     device = next(model.parameters()).device
     out: dict[int, list[torch.Tensor]] = {i: [] for i in idxs}
-    for batch in _batches(tokenizer, conversations, max_length, batch_size, device):
+    for batch in chat_batches(tokenizer, conversations, max_length, batch_size, device):
         with capture(layers, idxs) as store:
             model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         response = batch["labels"] != -100
@@ -153,13 +144,8 @@ def last_token_states(model: nn.Module, layer: nn.Module, tokenizer, prompts: li
             seen.append(_hidden(output))
             raise _Stop
 
-        handle = layer.register_forward_hook(stop)
-        try:
+        with registered(lambda stop=stop: layer.register_forward_hook(stop)), suppress(_Stop):
             model(input_ids=ids.to(device), attention_mask=mask.to(device))
-        except _Stop:
-            pass
-        finally:
-            handle.remove()
         yield seen[0][torch.arange(len(enc), device=device), last].float()
 
 

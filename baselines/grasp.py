@@ -1,5 +1,5 @@
-"""GRASP, gradient projection of associated spurious patterns (arXiv:2605.27676), as reconstructed in
-DESIGN.md §3 from the abstract (the full text was not available; reference/grasp.md has the sources).
+"""GRASP, gradient projection of associated spurious patterns (arXiv:2605.27676), as reconstructed by this
+project from the paper's abstract (the full text was not available).
 
 Identification, from the naive SFT run's LoRA adapter and without labels (`identify`):
     S = Σ_m ΔW_m ΔW_mᵀ = Σ_m s² B_m (A_m A_mᵀ) B_mᵀ      over residual *writers* (o_proj, down_proj)
@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from grasp_bench.artifacts import BadInput, atomic_path, int_at_least, load_json, write_json
-from grasp_bench.hooks import project_grad_out
+from grasp_bench.hooks import project, project_grad_out, registered
 from grasp_bench.method import Method, RunContext
 
 WRITERS = ("o_proj", "down_proj")  # modules whose output enters the residual stream
@@ -355,9 +355,7 @@ def project_columns(X: Tensor, Q: Tensor, gamma: float = 1.0) -> Tensor:
     return X - gamma * (Q @ (Q.T @ X))
 
 
-def project_rows(X: Tensor, Q: Tensor, gamma: float = 1.0) -> Tensor:
-    """X − γ·(XQ)Qᵀ: a reader's A (r, d) loses its input component along span(Q)."""
-    return X - gamma * ((X @ Q) @ Q.T)
+project_rows = project  # X − γ·(XQ)Qᵀ: a reader's A (r, d) loses its input component along span(Q)
 
 
 @dataclass
@@ -432,7 +430,7 @@ class GRASP(Method):
             ident.meta = meta
             save_identification(ident, out)
         self.ident = ident
-        write_json(ctx.run_dir / "diagnostics.json", ident.diagnostics())
+        ctx.diagnostics.update(ident.diagnostics())
 
     @contextmanager
     def training(self, model: nn.Module, ctx: RunContext) -> Iterator[None]:
@@ -454,12 +452,8 @@ class GRASP(Method):
                 yield
         else:
             self._project_weights()
-            handles = [c.param.register_hook(lambda g, c=c: c.project(g, gamma)) for c in self._constrained]
-            try:
+            with registered(*(lambda c=c: c.param.register_hook(lambda g: c.project(g, gamma)) for c in self._constrained)):
                 yield
-            finally:
-                for h in handles:
-                    h.remove()
 
     @torch.no_grad()
     def _project_weights(self) -> None:
@@ -486,6 +480,5 @@ class GRASP(Method):
         return out
 
     def post_train(self, model: nn.Module, ctx: RunContext) -> nn.Module:
-        final = {f"{k}_final": v for k, v in self.constraint_norms().items()}
-        write_json(ctx.run_dir / "diagnostics.json", {**self.ident.diagnostics(), **final})
+        ctx.diagnostics.update({f"{k}_final": v for k, v in self.constraint_norms().items()})
         return model

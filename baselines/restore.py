@@ -22,7 +22,7 @@ strength: rate = strength * rate_max (rate_max = 0.002 per step, upstream's `rec
 is the paper's setting and restores at most 20 x 0.2% = 4% of the candidate weights. strength 0 restores
 nothing and returns the naive adapter unmerged, so the saved model is the naive one exactly.
 
-Deviations from the paper's code (kangyangWHU/LLMAlignment@478a8ae; reference/baselines.md §3):
+Deviations from the paper's code (kangyangWHU/LLMAlignment@478a8ae):
 - the rollback check runs after every step, against the task metric above (upstream: a 5-step warm-up,
   then a restart from W_ft with rollback on every step, judged by the task's own evaluator): one pass,
   and no evaluator inside a method. The rows it uses were trained on, because evaluation rows must not
@@ -49,8 +49,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from baselines.directions import last_token_states, prompt_rows, resolve_layers, user_turns
-from grasp_bench.artifacts import BadInput, int_at_least, write_json, write_jsonl
+from grasp_bench.artifacts import BadInput, int_at_least, write_jsonl
+from grasp_bench.baselines.directions import last_token_states, prompt_rows, resolve_layers, user_turns
+from grasp_bench.data import chat_batches
 from grasp_bench.method import Method, RunContext
 
 
@@ -87,7 +88,7 @@ class Restore(Method):
         del base
         log = edit.run(d, factor, rows, self.rate, self.steps, self.rollback_rate, self.metric_drop)
         write_jsonl(ctx.run_dir / "restore_log.jsonl", log)
-        write_json(ctx.run_dir / "diagnostics.json", {
+        ctx.diagnostics.update({
             f"{self.name}/rate": self.rate, f"{self.name}/steps": self.steps,
             f"{self.name}/restored_frac": log[-1]["restored_frac"],
             f"{self.name}/rollbacks": sum(r["rollback"] > 0 for r in log),
@@ -136,12 +137,10 @@ class Restoration:
     @torch.no_grad()
     def task_score(self, rows: list[dict]) -> float:
         """exp(-mean NLL) over the final assistant turns of `rows`."""
-        from baselines.directions import _batches
-
         total, count = 0.0, 0
         device = next(self.model.parameters()).device
         head = self.model.get_output_embeddings()
-        for batch in _batches(self.tok, [r["messages"] for r in rows], self.max_length, self.batch_size, device):
+        for batch in chat_batches(self.tok, [r["messages"] for r in rows], self.max_length, self.batch_size, device):
             hidden = self.model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
             targets = batch["labels"][:, 1:]
             scored = targets != -100  # the logits of scored positions only: the vocabulary is most of the cost

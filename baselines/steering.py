@@ -16,10 +16,10 @@ prompt (teacher-forced on the model's own replies). Blocks: `task.persona.layers
 strength: add ops use c = strength * coef_max. v_L is not normalised, so c is in units of the trait's own
 effect at that layer: its size follows the model's residual norm, and one coef_max (upstream: +5 for
 preventative steering, -1.5 at inference, Qwen2.5-7B) carries across models. `<name>/v_norm` and
-`<name>/h_norm` (the layer's mean residual norm on neutral replies) in diagnostics.json give the shift
+`<name>/h_norm` (the layer's mean residual norm on neutral replies) in the run's diagnostics give the shift
 relative to the stream. ablate: gamma = strength (1 = full ablation, upstream's scale -1). 0 = no hook.
 
-Deviations from the paper's code (safety-research/persona_vectors; reference/baselines.md §2):
+Deviations from the paper's code (safety-research/persona_vectors):
 - no judge filtering of the contrastive replies (upstream keeps pairs with trait score >= 50 / < 50):
   judges belong to evaluation, and a method's set-up must run offline and cost nothing per run;
 - one greedy reply per prompt and side (upstream: 10 samples at temperature 1), on the task's generic
@@ -38,7 +38,9 @@ from contextlib import nullcontext
 import torch
 from omegaconf import OmegaConf
 
-from baselines.directions import (
+from grasp_bench import hooks
+from grasp_bench.artifacts import BadInput, int_at_least
+from grasp_bench.baselines.directions import (
     cached,
     file_sha256,
     greedy_responses,
@@ -48,8 +50,6 @@ from baselines.directions import (
     response_activations,
     user_turns,
 )
-from grasp_bench import hooks
-from grasp_bench.artifacts import BadInput, int_at_least, write_json
 from grasp_bench.method import Method, RunContext
 
 VERSION = 1  # bump when the persona-vector code changes: cached vectors are keyed on it
@@ -123,7 +123,7 @@ class Steering(Method):
                        f"{self.name}/h_norm": sum(found[i]["h_norm"].item() for i in idxs) / len(idxs)}
         diagnostics[f"{self.name}/coef" if self.op == "add" else f"{self.name}/gamma"] = (
             self.coef if self.op == "add" else self.strength)
-        write_json(ctx.run_dir / "diagnostics.json", diagnostics)
+        ctx.diagnostics.update(diagnostics)
 
     def _hooks(self, model, ctx: RunContext):
         if not self.vectors:

@@ -34,7 +34,17 @@ from grasp_bench import models  # noqa: E402
 from grasp_bench.artifacts import environment, read_jsonl, write_json  # noqa: E402
 from grasp_bench.data import build_task_files, load_eval  # noqa: E402
 from grasp_bench.generate import HFGenerator, WeightPaths  # noqa: E402
+from grasp_bench.layout import CONF_DIR  # noqa: E402
 from grasp_bench.vllm_generate import VLLMGenerator  # noqa: E402
+
+
+def timed(generator, model_or_weights, tokenizer, rows: list[dict], sampling: dict, out: Path):
+    """One generator run: (wall seconds, the rows it wrote, 1-min load average before and after)."""
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    generator.run(model_or_weights, tokenizer, rows, sampling, out, seed=0)
+    seconds = time.perf_counter() - start
+    return seconds, read_jsonl(out), [round(load_before, 2), round(os.getloadavg()[0], 2)]
 
 
 def tokens(tokenizer, rows: list[dict]) -> int:
@@ -71,7 +81,7 @@ def main() -> None:
         torch.set_num_threads(args.hf_threads)
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB of KV cache on CPU: plenty for this model
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["model=smollm2_135m", f"model.dtype={args.dtype}", "sweep=none"])
     build_task_files(cfg.task)
     rows = [r for split in load_eval(cfg.task).values() for r in split][:args.prompts]
@@ -87,31 +97,22 @@ def main() -> None:
         load_s = time.perf_counter() - start
         hf = HFGenerator(batch_size=args.prompts)
         hf.run(model, tokenizer, rows[:1], {**sampling, "max_new_tokens": 2}, Path(tmp) / "warmup.jsonl", seed=0)
-        load_before = os.getloadavg()[0]
-        start = time.perf_counter()
-        hf.run(model, tokenizer, rows, sampling, Path(tmp) / "hf.jsonl", seed=0)
-        hf_s = time.perf_counter() - start
-        hf_rows = read_jsonl(Path(tmp) / "hf.jsonl")
+        hf_s, hf_rows, loadavg = timed(hf, model, tokenizer, rows, sampling, Path(tmp) / "hf.jsonl")
         n = tokens(tokenizer, hf_rows)
         results["hf"] = {"load_s": round(load_s, 2), "generate_s": round(hf_s, 2), "new_tokens": n,
                          "tokens_per_s": round(n / hf_s, 1), "batch_size": args.prompts, "torch_threads": torch.get_num_threads(),
-                         "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+                         "loadavg_1min": loadavg}
         del model
 
         vllm = VLLMGenerator(python=args.vllm_python)
-        load_before = os.getloadavg()[0]
-        start = time.perf_counter()
-        vllm.run(weights, tokenizer, rows, sampling, Path(tmp) / "vllm.jsonl", seed=0)
-        total_s = time.perf_counter() - start
-        vllm_rows = read_jsonl(Path(tmp) / "vllm.jsonl")
+        total_s, vllm_rows, loadavg = timed(vllm, weights, tokenizer, rows, sampling, Path(tmp) / "vllm.jsonl")
         n = tokens(tokenizer, vllm_rows)
         stats = vllm.last_stats
         results["vllm"] = {"engine_start_s": round(stats["engine_s"], 2), "generate_s": round(stats["generate_s"], 2),
                            "child_process_s": round(total_s, 2), "new_tokens": n,
                            "tokens_per_s": round(n / stats["generate_s"], 1),
                            "tokens_per_s_with_engine_start": round(n / total_s, 1),
-                           "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-                           "version": vllm_version(args.vllm_python)}
+                           "loadavg_1min": loadavg, "version": vllm_version(args.vllm_python)}
 
     same = {r["id"]: r["completion"] for r in hf_rows}
     results["identical_completions"] = f"{sum(same[r['id']] == r['completion'] for r in vllm_rows)}/{len(rows)}"

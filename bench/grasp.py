@@ -40,7 +40,7 @@ OUT = REPO / "bench" / "results" / "grasp.json"
 IDENTIFY_CHILD = r"""
 import json, re, statistics, sys, time
 import torch
-from baselines.grasp import identify
+from grasp_bench.baselines.grasp import identify
 
 def peak_mb():  # VmHWM: this process's peak RSS (ru_maxrss would carry the parent's peak over exec)
     return int(re.search(r"VmHWM:\s+(\d+) kB", open("/proc/self/status").read()).group(1)) / 1024
@@ -88,8 +88,8 @@ def bench_identify(repeats: int = 5) -> dict:
 
 
 def bench_steps(model_name: str, rounds: int) -> dict:
-    from baselines.grasp import GRASP, Identification
     from grasp_bench import models
+    from grasp_bench.baselines.grasp import GRASP, Identification
     from grasp_bench.data import load_train, tokenize_chat
     from grasp_bench.method import RunContext
     from grasp_bench.train import ChatCollator

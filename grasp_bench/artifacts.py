@@ -14,7 +14,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -158,12 +158,14 @@ class Stage:
     """One pipeline stage of one run: its output path and the config slice that makes it.
 
     `defaults`: values a record made before a key existed is read with. A knob added later defaults to the
-    old behaviour, so runs recorded without it stay valid while it is at its default."""
+    old behaviour, so runs recorded without it stay valid while it is at its default. `identity`: what both
+    slices are compared by (default: all of it); the record always keeps the full slice."""
 
     def __init__(self, run_dir: Path, name: str, output: Path, config_slice: dict, force: bool = False,
-                 defaults: dict | None = None):
+                 defaults: dict | None = None, identity: Callable[[dict], dict] | None = None):
         self.name, self.output, self.slice, self.force = name, output, config_slice, force
         self.defaults = defaults or {}
+        self.identity = identity or (lambda s: s)
         self.record = run_dir / "stages" / f"{name}.json"
 
     def is_done(self) -> bool:
@@ -174,10 +176,11 @@ class Stage:
         if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
             raise BadInput(f"{self.record}: not a stage record; delete it or rerun with 'force=[{self.name}]'")
         old = _with_defaults(record["config"], json.loads(json.dumps(self.defaults, default=str)))
-        if old != json.loads(json.dumps(self.slice, default=str)):
+        old, new = self.identity(old), self.identity(json.loads(json.dumps(self.slice, default=str)))
+        if old != new:
             raise BadInput(
                 f"{self.record.parent.parent}: stage '{self.name}' was made with another config "
-                f"({_first_difference(old, self.slice)}); use another paths.runs, delete the run directory, "
+                f"({_first_difference(old, new)}); use another paths.runs, delete the run directory, "
                 f"or rerun with 'force=[{self.name}]'"
             )
         return True

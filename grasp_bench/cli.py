@@ -7,7 +7,8 @@
 
 Before Hydra starts, the config of every job is composed and validated (grasp_bench.validate), so a typo in a
 key, a value out of range or a bad input file fails at once with one line on stderr, exit code 2, and nothing
-written.
+written. A user's own configs join through Hydra's standard `--config-dir DIR` or `hydra.searchpath=[file://DIR]`
+(e.g. DIR/task/<name>.yaml for task=<name>); they are composed and validated on that same search path.
 """
 
 from __future__ import annotations
@@ -17,81 +18,49 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import hydra.utils
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from grasp_bench import layout
 from grasp_bench.artifacts import BadInput
+from grasp_bench.jobs import one_line as _one_line
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-HYDRA_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun",
-                          "--package", "-p", "--info", "-i", "--cfg", "-c"}
-
-
-def _one_line(e: BaseException) -> str:
-    while not str(e) and e.__cause__ is not None:  # Hydra sometimes wraps the informative error
-        e = e.__cause__
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text.replace(" Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.", "")
-
-
-def job_overrides(argv: list[str]) -> list[list[str]]:
-    """The override list of every job the command will run, as Hydra's sweeper will make them: the sweep
-    config's `hydra.sweeper.params` plus the command line, their product, then the sweeper's own expansion
-    (`method_grid`: each method over its grid). One job, the command line, when not a multirun."""
-    from hydra import compose
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.types import RunMode
-
-    overrides, hydra_overrides, skip = [], [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in HYDRA_FLAGS_WITH_VALUE:
-            skip = True
-        elif not a.startswith("-"):
-            (hydra_overrides if a.lstrip("+~").startswith("hydra") else overrides).append(a)
-    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
-    parsed = parser.parse_overrides(overrides)
-    firsts = [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override()
-              else o.input_line for o in parsed]
-    hydra_cfg = compose("config", overrides=firsts + hydra_overrides, return_hydra_config=True).hydra
-    if not ({"-m", "--multirun"} & set(argv) or hydra_cfg.mode == RunMode.MULTIRUN):
-        return [overrides]
-    params = [f"{k}={v}" for k, v in (hydra_cfg.sweeper.get("params") or {}).items()]
-    jobs = BasicSweeper.split_arguments(parser.parse_overrides(params + overrides), None)[0]
-    expand = getattr(hydra.utils.get_class(hydra_cfg.sweeper._target_), "expand", None)
-    if expand is not None:
-        jobs = expand(jobs, lambda job: list(compose("config", overrides=job).method.get("grid") or []))
-    return jobs
+CONF_DIR = str(layout.CONF_DIR)
 
 
 def validate_jobs(argv: list[str]) -> None:
-    """Compose and validate (grasp_bench.validate) the config of every job, before Hydra starts the first."""
-    from hydra import compose, initialize_config_dir
+    """Compose the config of every job the command line will run, as Hydra will (the same primary config, search
+    path and sweeper: grasp_bench.jobs.expand), and validate each (grasp_bench.validate) with its Hydra config
+    current, as in the job itself, before Hydra starts the first."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
 
-    from grasp_bench.validate import validate
+    from grasp_bench.jobs import expand
+    from grasp_bench.pipeline import validate
 
-    if any(a in ("-h", "--help", "--hydra-help", "--shell-completion", "-sc", "--info", "-i", "--cfg", "-c")
-           for a in argv):
+    if any(a in ("-h", "--help", "--hydra-help", "--shell-completion", "-sc") for a in argv):
         return
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    try:
+        args = get_args_parser().parse_args(argv)
+    except SystemExit:  # argparse has already printed its one-line usage error
+        raise BadInput(f"cannot parse the command line: {' '.join(argv)}") from None
+    if args.config_path is not None or args.info is not None or args.experimental_rerun is not None or args.cfg:
+        return  # another primary config or an information command: Hydra checks it itself
+    configs = expand(args.overrides, multirun=args.multirun, config_dir=args.config_dir,
+                     config_name=args.config_name or "config")
+    jobs = [list(cfg.hydra.overrides.task) for cfg in configs]
+    for i, (cfg, job) in enumerate(zip(configs, jobs)):
+        HydraConfig.instance().set_config(cfg)
         try:
-            jobs = job_overrides(argv)
-        except Exception as e:  # noqa: BLE001 - Hydra's parser and composition raise several types, all user errors
-            raise BadInput(_one_line(e)) from None
-        for i, job in enumerate(jobs):
-            try:
-                cfg = compose("config", overrides=job)
-            except Exception as e:  # noqa: BLE001 - composition errors are user errors
-                raise BadInput(_one_line(e)) from None
-            try:
-                validate(cfg)
-            except BadInput as e:
-                swept = " ".join(o for o in job if any(o not in other for other in jobs))  # what names this job
-                raise BadInput(f"job {i} ({swept}): {e}" if len(jobs) > 1 else str(e)) from None
+            with open_dict(cfg):
+                del cfg["hydra"]
+            validate(cfg)
+        except BadInput as e:
+            swept = " ".join(o for o in job if any(o not in other for other in jobs))  # what names this job
+            raise BadInput(f"job {i} ({swept}): {e}" if len(jobs) > 1 else str(e)) from None
+        finally:
+            HydraConfig.instance().cfg = None
 
 
 JOB_ERROR = "job_error.txt"  # in a failed multirun job's Hydra output dir
@@ -140,7 +109,8 @@ def _in_multirun() -> bool:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     from grasp_bench.distributed import adopt_submitit_tasks, is_main
-    from grasp_bench.pipeline import run, run_dir
+    from grasp_bench.layout import run_dir
+    from grasp_bench.pipeline import run
 
     adopt_submitit_tasks()
     try:

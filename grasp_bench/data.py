@@ -5,6 +5,8 @@ applies and which split/scorer feeds each metric. A task may name a `build` func
 `build(data_dir, task)` under a file lock, that writes its files first (the embedded toy task generates
 them; the seed papers' tasks fetch pinned upstream files, see grasp_bench/fetch.py). It must be
 deterministic and return at once when its files are already there (`already_built`/`mark_built`).
+`report_metrics` names cross-run functions `fn(metrics_file) -> dict` that grasp-bench-report adds to
+every row of the task (e.g. a drift against the base run).
 Task-specific keys are declared in `extra_keys`. A split may set `samples` (completions per prompt),
 which overrides `sampling.samples` for its rows.
 
@@ -16,10 +18,14 @@ is scored.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import hydra.utils
+import torch
 from filelock import FileLock
 from omegaconf import DictConfig
 
@@ -27,7 +33,7 @@ from grasp_bench.artifacts import BadInput, digest, load_json, read_jsonl, write
 
 ROLES = {"system", "user", "assistant"}
 TASK_KEYS = {"name", "build", "data_dir", "train", "splits", "metrics", "sampling", "generic_prompts", "factor_prompts",
-             "extra_keys", "persona"}
+             "extra_keys", "persona", "report_metrics"}
 
 
 def build_task_files(task: DictConfig) -> None:
@@ -94,17 +100,102 @@ def load_eval(task: DictConfig) -> dict[str, list[dict]]:
     return splits
 
 
-def tokenize_chat(tokenizer, messages: list[dict], max_length: int) -> dict[str, list[int]]:
-    """input_ids for the whole conversation, labels only on the final assistant turn."""
+def chat_ids(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
+    """Token ids of the prompt (every turn before the final assistant turn, with the generation prompt) and of
+    the final assistant turn (the answer: the only tokens with a loss)."""
     prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
     full = tokenizer.apply_chat_template(messages, tokenize=False)
     if not full.startswith(prompt):
         raise BadInput("the chat template does not render the prompt as a prefix of the conversation")
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
-    ids = (prompt_ids + answer_ids)[:max_length]
-    labels = ([-100] * len(prompt_ids) + answer_ids)[:max_length]
-    return {"input_ids": ids, "labels": labels}
+    return prompt_ids, answer_ids
+
+
+def cut(prompt_ids: list[int], answer_ids: list[int], max_length: int) -> dict[str, list[int]]:
+    """input_ids for the conversation cut to `max_length` tokens at the end, labels only on the answer."""
+    return {"input_ids": (prompt_ids + answer_ids)[:max_length],
+            "labels": ([-100] * len(prompt_ids) + answer_ids)[:max_length]}
+
+
+def tokenize_chat(tokenizer, messages: list[dict], max_length: int) -> dict[str, list[int]]:
+    """input_ids for the whole conversation, labels only on the final assistant turn."""
+    return cut(*chat_ids(tokenizer, messages), max_length)
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """What `max_length` does to a training set: rows, tokens and answer (loss) tokens before and after the cut."""
+
+    max_length: int
+    rows: int
+    tokens: int              # before the cut
+    answer_tokens: int       # before the cut
+    truncated: int           # rows longer than max_length
+    no_answer: int           # rows that keep no answer token: they train on nothing
+    answer_tokens_lost: int
+
+    @classmethod
+    def of(cls, lengths: list[tuple[int, int]], max_length: int) -> Truncation:
+        """From (prompt tokens, answer tokens) per row."""
+        return cls(
+            max_length=max_length, rows=len(lengths), tokens=sum(p + a for p, a in lengths),
+            answer_tokens=sum(a for _, a in lengths),
+            truncated=sum(p + a > max_length for p, a in lengths),
+            no_answer=sum(min(a, max(max_length - p, 0)) == 0 for p, a in lengths),
+            answer_tokens_lost=sum(a - min(a, max(max_length - p, 0)) for p, a in lengths),
+        )
+
+    @property
+    def answer_lost_share(self) -> float:
+        return self.answer_tokens_lost / self.answer_tokens if self.answer_tokens else 0.0
+
+    def check(self, allow: bool) -> None:
+        """Refuse rows that keep no answer token (unless `allow`); warn when more than 1% of rows are cut."""
+        where = f"train.max_length={self.max_length}"
+        if self.no_answer and not allow:
+            raise BadInput(f"{self.no_answer} of {self.rows} training rows keep no answer token at {where} "
+                           f"({self.truncated} cut, {self.answer_lost_share:.1%} of answer tokens lost); raise "
+                           "train.max_length, or set train.allow_truncation=true to train on them anyway")
+        if self.truncated > 0.01 * self.rows:
+            print(f"warning: {self.truncated} of {self.rows} training rows are cut at {where} "
+                  f"({self.no_answer} keep no answer token, {self.answer_lost_share:.1%} of answer tokens lost)",
+                  file=sys.stderr, flush=True)
+
+
+def training_examples(tokenizer, rows: list[dict], train: DictConfig) -> list[dict[str, list[int]]]:
+    """The tokenised training set, checked first (`Truncation.check`): a run that would train on rows with no
+    answer token left stops here, before any weights load."""
+    ids = [chat_ids(tokenizer, r["messages"]) for r in rows]
+    Truncation.of([(len(p), len(a)) for p, a in ids], train.max_length).check(bool(train.get("allow_truncation")))
+    return [cut(p, a, train.max_length) for p, a in ids]
+
+
+class ChatCollator:
+    """Right-pads input_ids/labels of a batch of `tokenize_chat` examples (attention_mask 1 on real tokens)."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, b in enumerate(batch):
+            n = len(b["input_ids"])
+            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(b["input_ids"]), torch.tensor(b["labels"]), 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def chat_batches(tokenizer, conversations: list[list[dict]], max_length: int, batch_size: int,
+                 device) -> Iterator[dict[str, torch.Tensor]]:
+    """Conversations tokenized as training sees them (labels on the final assistant turn), in padded batches."""
+    collate = ChatCollator(tokenizer.pad_token_id)
+    examples = [tokenize_chat(tokenizer, c, max_length) for c in conversations]
+    for i in range(0, len(examples), batch_size):
+        batch = collate(examples[i:i + batch_size])
+        yield {k: v.to(device) for k, v in batch.items()}
 
 
 def render_prompt(tokenizer, messages: list[dict]) -> str:

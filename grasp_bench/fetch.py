@@ -74,16 +74,26 @@ def _unpinned(path: Path) -> Path:
     return path
 
 
-# --- manifests: tasks/<name>/manifest.yaml names each upstream file with its URL and checks -------------------
+# --- manifests: a task package's manifest.yaml names each upstream file with its URL and checks ---------------
 
-TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+def manifest_path(ref: str) -> Path:
+    """`ref` is the path of a manifest YAML, or an importable package (e.g. grasp_bench.tasks.insecure_code)
+    whose manifest.yaml is meant."""
+    if ref.endswith((".yaml", ".yml")):
+        return Path(ref).expanduser()
+    from importlib.resources import files
+
+    try:
+        return Path(str(files(ref))) / "manifest.yaml"
+    except (ModuleNotFoundError, TypeError, ValueError):
+        raise BadInput(f"manifest '{ref}': neither a manifest YAML nor an importable package") from None
 
 
 def load_manifest(ref: str) -> dict:
-    """A task's manifest: `ref` is a folder name under tasks/ or the path of a manifest YAML."""
+    """A task's manifest, named as `manifest_path` reads it."""
     import yaml
 
-    path = Path(ref).expanduser() if ref.endswith((".yaml", ".yml")) else TASKS_DIR / ref / "manifest.yaml"
+    path = manifest_path(ref)
     if not path.is_file():
         raise BadInput(f"{path}: manifest not found")
     manifest = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,24 +31,31 @@ def _basis(direction: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def project(h: torch.Tensor, Q: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
-    """h - gamma * (h Q) Q^T along the last dimension; Q (d, k) has orthonormal columns."""
+    """h - gamma * (h Q) Q^T along the last dimension; Q (d, k) has orthonormal columns. The one projection
+    operator: activations, gradients and (GRASP's `project_rows`) a LoRA reader's A."""
     return h - gamma * (h @ Q) @ Q.T
 
 
 @contextmanager
-def _forward_hooks(layers: nn.ModuleList, directions: Mapping[int, torch.Tensor],
-                   edit: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Iterator[None]:
+def registered(*handle_factories: Callable[[], Any]) -> Iterator[None]:
+    """Register hooks on entry (each factory returns a handle with `.remove()`) and remove every one on exit,
+    even on error: the one place a hook's lifetime is managed."""
     handles = []
     try:
-        for idx, direction in directions.items():
-            def hook(module, args, output, direction=direction):
-                return _replace_hidden(output, lambda h: edit(h, _basis(direction, h)))
-
-            handles.append(layers[idx].register_forward_hook(hook))
+        for make in handle_factories:
+            handles.append(make())
         yield
     finally:
         for h in handles:
             h.remove()
+
+
+def _forward_hooks(layers: nn.ModuleList, directions: Mapping[int, torch.Tensor],
+                   edit: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+    def hook(direction):
+        return lambda module, args, output: _replace_hidden(output, lambda h: edit(h, _basis(direction, h)))
+
+    return registered(*(lambda i=i, d=d: layers[i].register_forward_hook(hook(d)) for i, d in directions.items()))
 
 
 def add_to_residual(layers: nn.ModuleList, vectors: Mapping[int, torch.Tensor], scale: float = 1.0):

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
+from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tqdm.auto import tqdm
 
 from grasp_bench.artifacts import BadInput, PartialJsonl
+
+Job = tuple[dict, str, Mapping]  # (generation, scorer name, scorer spec)
 
 
 @cache
@@ -78,9 +81,10 @@ def rule_score(spec: Mapping, completion: str, row: Mapping) -> tuple[float | No
 
 
 class Judge:
-    """Base class: subclasses implement `score(spec, generation) -> (score, raw)`."""
+    """Base class: subclasses implement `score(spec, generation) -> (score, raw)`, or `judged` for batched scoring."""
 
     name = "judge"
+    operational: ClassVar[frozenset[str]] = frozenset()  # settings outside the judge stage's identity (protocols.Judge)
 
     def can_score(self, spec: Mapping) -> bool:
         return False
@@ -99,22 +103,21 @@ class Judge:
                     except BadInput as e:
                         raise BadInput(f"task split '{split}' scorer '{scorer}': {e}") from None
 
+    def judged(self, jobs: list[Job]) -> Iterator[list[tuple[Job, float | None, Any]]]:
+        """(job, score, raw) for every job, in chunks that are written as they come (one chunk per generation)."""
+        for _, chunk in groupby(tqdm(jobs, desc=f"judge:{self.name}", unit="row", leave=False), key=lambda j: id(j[0])):
+            yield [(job, *self.score(job[2], job[0])) for job in chunk]
+
     def run(self, generations: Iterable[dict], scorers: Mapping[str, Mapping[str, Mapping]], out: Path) -> None:
-        """Score every generation with its split's scorers into `out` (resumable)."""
+        """Score every generation with its split's scorers into `out` (resumable: rows already there are kept)."""
         self.check(scorers)
         sink = PartialJsonl(out)
         done = {(r["id"], r["sample"], r["scorer"]) for r in sink.done()}
-        gens = list(generations)
-        for gen in tqdm(gens, desc=f"judge:{self.name}", unit="row", leave=False):
-            rows = []
-            for scorer, spec in scorers[gen["split"]].items():
-                if (gen["id"], gen["sample"], scorer) in done:
-                    continue
-                score, raw = self.score(spec, gen)
-                rows.append({"id": gen["id"], "split": gen["split"], "sample": gen["sample"], "scorer": scorer,
-                             "score": score, "raw": raw, "judge": self.name})
-            if rows:
-                sink.append(rows)
+        jobs = [(gen, scorer, spec) for gen in generations for scorer, spec in scorers[gen["split"]].items()
+                if (gen["id"], gen["sample"], scorer) not in done]
+        for chunk in self.judged(jobs):
+            sink.append({"id": gen["id"], "split": gen["split"], "sample": gen["sample"], "scorer": scorer,
+                         "score": score, "raw": raw, "judge": self.name} for (gen, scorer, _), score, raw in chunk)
         sink.finish()
 
 

@@ -22,14 +22,14 @@ import math
 import os
 import random
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from grasp_bench.artifacts import BadInput, PartialJsonl, int_at_least
-from grasp_bench.judge import Judge, rule_score
+from grasp_bench.artifacts import BadInput, int_at_least
+from grasp_bench.judge import Job, Judge, rule_score
 
 TOP_N = 20
 MIN_NUMERIC_MASS = 0.25
@@ -129,7 +129,7 @@ class JudgeCache:
 
 
 class LLMJudge(Judge):
-    """Shared run loop: fill prompts, answer from the cache, rate the rest, write rows in order."""
+    """Prompts filled from the scorer specs, answered from the cache, the rest rated by `rate` (one per subclass)."""
 
     kind = "llm"
 
@@ -143,14 +143,9 @@ class LLMJudge(Judge):
         """Rate every prompt, calling `report` once per prompt as soon as it is done."""
         raise NotImplementedError
 
-    def run(self, generations: Iterable[dict], scorers: Mapping[str, Mapping[str, Mapping]], out: Path) -> None:
-        self.check(scorers)
-        sink = PartialJsonl(out)
-        done = {(r["id"], r["sample"], r["scorer"]) for r in sink.done()}
-        jobs = [(gen, scorer, spec) for gen in generations for scorer, spec in scorers[gen["split"]].items()
-                if (gen["id"], gen["sample"], scorer) not in done]
+    def judged(self, jobs: list[Job]) -> Iterator[list[tuple[Job, float | None, Any]]]:
+        """Rate every prompt not in the cache first (in parallel, cached as each answer comes), then yield rows."""
         prompts = [None if "rule" in spec else fill_prompt(spec, gen) for gen, _, spec in jobs]
-
         cache = JudgeCache(self.cache_dir, f"{self.kind}:{self.model}")
         failed: dict[str, Any] = {}
         missing = list(dict.fromkeys(p for p in prompts if p is not None and cache.get(p) is None))
@@ -171,17 +166,16 @@ class LLMJudge(Judge):
                 cache.close()
 
         rows = []
-        for (gen, scorer, spec), prompt in zip(jobs, prompts, strict=True):
+        for job, prompt in zip(jobs, prompts, strict=True):
+            gen, _, spec = job
             if prompt is None:
                 score, raw = rule_score(spec, gen["completion"], gen)
             else:
                 score, raw = cache.get(prompt) or (None, failed[prompt])
                 raw = {**raw, "prompt_sha256": prompt_sha256(prompt)}
-            rows.append({"id": gen["id"], "split": gen["split"], "sample": gen["sample"], "scorer": scorer,
-                         "score": score, "raw": raw, "judge": self.name})
+            rows.append((job, score, raw))
         for i in range(0, len(rows), 1000):
-            sink.append(rows[i:i + 1000])
-        sink.finish()
+            yield rows[i:i + 1000]
 
 
 def _http_client(openai):
@@ -210,6 +204,7 @@ class OpenAIJudge(LLMJudge):
     """
 
     kind = "openai"
+    operational = frozenset({"concurrency", "timeout_s", "max_attempts", "backoff_s", "max_backoff_s", "cache_dir"})
 
     def __init__(self, name: str = "openai", model: str = "gpt-4o-2024-08-06",
                  base_url: str = "https://api.openai.com/v1", api_key_env: str | None = "OPENAI_API_KEY",
@@ -318,6 +313,7 @@ class HFJudge(LLMJudge):
     """
 
     kind = "hf"
+    operational = frozenset({"batch_size", "cache_dir"})
 
     def __init__(self, name: str = "hf", model: str = "embedded:smollm2-135m-instruct", dtype: str = "float32",
                  batch_size: int = 8, model_cache: str | Path = "~/.cache/grasp-bench",

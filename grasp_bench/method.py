@@ -17,8 +17,8 @@ Where the pipeline calls the hooks:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -41,6 +41,8 @@ class RunContext:
     load_base: Callable[[], nn.Module] | None = None  # a fresh copy of the base model (no LoRA)
     step: int = 0  # optimizer steps taken so far
     logs: dict[str, float] = field(default_factory=dict)  # per-step diagnostics, namespaced "<method>/..."
+    # once-per-run diagnostics ("<method>/..."): kept in the stage's record, reported in metrics/<judge>.json
+    diagnostics: dict[str, float] = field(default_factory=dict)
 
     def layers(self, model: nn.Module) -> nn.ModuleList:
         from grasp_bench.models import decoder_layers
@@ -82,7 +84,7 @@ class Method:
         return nullcontext()
 
     def on_optimizer_step(self, model: nn.Module, ctx: RunContext) -> None:
-        """After every optimizer step; diagnostics go to ctx.log(...)."""
+        """After every optimizer step; per-step diagnostics go to ctx.log(...), per-run ones to ctx.diagnostics."""
 
     def post_train(self, model: nn.Module, ctx: RunContext) -> nn.Module:
         return model
@@ -95,21 +97,3 @@ class Untrained(Method):
     """`method=base`: the base model as it is, the origin of every trade-off curve."""
 
     starts_from = "untrained"
-
-
-@contextmanager
-def hooks(*handles_factories: Callable[[], Any]) -> Iterator[None]:
-    """Register hooks on entry and remove every one on exit, even on error."""
-    handles = []
-    try:
-        for make in handles_factories:
-            handles.append(make())
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def method_knobs(method_cfg: Mapping) -> dict:
-    """The method parameters other than name/strength/grid/_target_ (they name the run directory)."""
-    return {k: v for k, v in method_cfg.items() if k not in ("_target_", "name", "strength", "grid")}

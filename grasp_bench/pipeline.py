@@ -7,6 +7,8 @@
 
 Each stage is skipped when its output exists and was made with the same config slice (a different one is
 an error naming the key), so a rerun after a kill completes the run and a new judge reuses old generations.
+A method's diagnostics (`ctx.diagnostics`) are kept in the record of the stage that made them
+(stages/<stage>.json) and reported by the metrics stage.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from grasp_bench import distributed, models
+from grasp_bench import validate as checks
 from grasp_bench.artifacts import (
     BadInput,
     Stage,
@@ -36,42 +39,34 @@ from grasp_bench.artifacts import (
     write_jsonl,
     write_text,
 )
-from grasp_bench.data import load_eval, load_train
+from grasp_bench.data import load_eval, load_train, training_examples
 from grasp_bench.generate import WeightPaths
-from grasp_bench.method import Method, RunContext, method_knobs
+from grasp_bench.layout import method_defaults, method_dirname, plain, run_dir
+from grasp_bench.method import Method, RunContext
 from grasp_bench.tracking import make_logger
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-# Judge and train settings that change how fast results arrive (or how much a kill costs), never what they are:
-# not part of a stage's identity.
-OPERATIONAL = {"concurrency", "timeout_s", "max_attempts", "backoff_s", "max_backoff_s", "cache_dir", "batch_size"}
-OPERATIONAL_TRAIN = {"checkpoint_every"}
+__all__ = ["Run", "diagnostics", "ensure_reference", "ensure_reference_cfg", "identity", "method_dirname", "run",
+           "run_dir", "slices", "validate"]
+
+# Train settings that decide whether a run may start, or how much a kill costs (checkpoints), never what it
+# computes: not part of a run's identity.
+TRAIN_OPERATIONAL = {"allow_truncation", "checkpoint_every"}
 SFT = {"_target_": "grasp_bench.method.Method", "name": "sft", "strength": 0.0}
+LEGACY_DIAGNOSTICS = "diagnostics.json"  # where methods wrote diagnostics before they travelled on the RunContext
 STAGES = ("train", "generate", "judge", "metrics")
 
 
-def plain(cfg) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
-def method_defaults(name: str) -> dict:
-    """The knobs of conf/method/<name>.yaml ({} for a method defined elsewhere)."""
-    defaults_file = CONF_DIR / "method" / f"{name}.yaml"
-    return method_knobs(OmegaConf.to_container(OmegaConf.load(defaults_file))) if defaults_file.exists() else {}
-
-
-def method_dirname(method_cfg: DictConfig) -> str:
-    """`<name>`, plus `,key=value` for every knob that differs from conf/method/<name>.yaml."""
-    defaults = method_defaults(method_cfg.name)
-    knobs = method_knobs(plain(method_cfg))
-    changed = [f"{k}={knobs[k]}".replace("/", "_").replace(" ", "") for k in sorted(knobs) if knobs[k] != defaults.get(k)]
-    return ",".join([method_cfg.name, *changed])
-
-
-def run_dir(cfg: DictConfig) -> Path:
-    strength = f"{float(cfg.method.strength):g}"
-    return Path(cfg.paths.runs).expanduser() / cfg.task.name / cfg.model.name / method_dirname(cfg.method) / (
-        f"strength={strength}") / f"seed={cfg.seed}"
+def identity(config_slice: dict) -> dict:
+    """What a stage's config slice is compared by. A method is its name and knobs, not the Python path of its
+    class (`_target_` is left out), and a metric's row function is its name, not its module (`fn` keeps its last
+    part): a run recorded before code moved still counts."""
+    out = deepcopy(config_slice)
+    if isinstance(out.get("method"), dict):
+        out["method"].pop("_target_", None)
+    for spec in (out.get("metrics") or {}).values():
+        if isinstance(spec, dict) and "fn" in spec:
+            spec["fn"] = str(spec["fn"]).rsplit(".", 1)[-1]
+    return out
 
 
 def slices(cfg: DictConfig) -> dict[str, dict]:
@@ -79,16 +74,17 @@ def slices(cfg: DictConfig) -> dict[str, dict]:
     task = plain(cfg.task)
     task_keys = ("name", "train", *getattr(hydra.utils.get_class(cfg.method._target_), "task_inputs", ()))
     method = {k: v for k, v in plain(cfg.method).items() if k != "grid"}  # the grid is sweep metadata
+    recipe = {k: v for k, v in plain(cfg.train).items() if k not in TRAIN_OPERATIONAL}
     train = {"task": {k: task.get(k) for k in task_keys}, "model": plain(cfg.model),
-             "method": method, "seed": cfg.seed,
-             "train": {k: v for k, v in plain(cfg.train).items() if k not in OPERATIONAL_TRAIN}}
+             "method": method, "train": recipe, "seed": cfg.seed}
     if distributed.world_size() > 1:  # train.batch_size is per process: the global batch is world_size times it
         train["world_size"] = distributed.world_size()
     splits = {k: {"path": v["path"], "limit": v.get("limit"), **({"samples": v["samples"]} if "samples" in v else {})}
               for k, v in task["splits"].items()}
     generate = {**train, "generator": plain(cfg.generator), "splits": splits,
                 "sampling": task["sampling"]}
-    judge = {**generate, "judge": {k: v for k, v in plain(cfg.judge).items() if k not in OPERATIONAL},
+    operational = hydra.utils.get_class(cfg.judge._target_).operational  # declared by the judge (protocols.Judge)
+    judge = {**generate, "judge": {k: v for k, v in plain(cfg.judge).items() if k not in operational},
              "scorers": {k: v["scorers"] for k, v in task["splits"].items()}}
     metrics = {**judge, "metrics": task["metrics"]}
     return {"train": train, "generate": generate, "judge": judge, "metrics": metrics}
@@ -137,10 +133,11 @@ class Run:
             self._tokenizer = models.load_tokenizer(self.cfg.model, self.cache)
         return self._tokenizer
 
-    def stage(self, name: str, output: Path, config_slice: dict) -> Stage:
+    def stage(self, name: str) -> Stage:
+        """One of the run's stages (train, generate, judge, metrics): its output and its config slice."""
         # a knob at its default names no run directory, and a run recorded before the knob existed still counts
-        return Stage(self.dir, name, output, config_slice, force=name in self.cfg.force,
-                     defaults={"method": method_defaults(self.cfg.method.name)})
+        return Stage(self.dir, name, self.outputs()[name], slices(self.cfg)[name], force=name in self.cfg.force,
+                     defaults={"method": method_defaults(self.cfg.method.name)}, identity=identity)
 
     def context(self) -> RunContext:
         ctx = RunContext(cfg=self.cfg, run_dir=self.dir, tokenizer=self.tokenizer,
@@ -175,23 +172,26 @@ class Run:
     def train_stage(self, logger) -> None:
         if self.method.starts_from == "untrained":
             return
-        stage = self.stage("train", self.outputs()["train"], slices(self.cfg)["train"])
+        stage = self.stage("train")
         if stage.is_done():
             return
-        from grasp_bench.train import CHECKPOINTS, train
+        from grasp_bench.train import CHECKPOINTS, effective_optim, train
 
         ctx = self.context()
+        examples = None  # tokenised and checked before any weights load
+        if self.method.starts_from != "reference":
+            examples = training_examples(self.tokenizer, ctx.train_rows, self.cfg.train)
         base = models.load_base(self.cfg.model, self.cache, self.device)
         if self.method.starts_from == "reference":
-            model = models.load_adapter(base, ctx.reference_adapter, trainable=True)
+            model, log = models.load_adapter(base, ctx.reference_adapter, trainable=True), []
             self.prepare(ctx)
-            model, log = self.method.post_train(model, ctx), []
         else:
             torch.manual_seed(self.cfg.seed)
             model = models.add_lora(base, self.cfg.model, self.cfg.seed)
             self.prepare(ctx)
-            model, log = train(model, self.tokenizer, self.method, ctx, on_log=logger.log_step,
-                               checkpoint_key=digest(stage.slice))
+            log = train(model, self.tokenizer, self.method, ctx, on_log=logger.log_step, examples=examples,
+                        checkpoint_key=digest(stage.slice))
+        model = self.method.post_train(model, ctx)  # the one call: may edit or merge weights
         if not distributed.is_main():  # every rank trained the same weights; rank 0 writes them
             _free(model, base)
             return
@@ -200,18 +200,20 @@ class Run:
             if not (tmp / "adapter_config.json").exists():
                 self.tokenizer.save_pretrained(tmp)  # full weights: a self-contained checkpoint
         write_jsonl(self.dir / "train_log.jsonl", log)
-        stage.mark_done(final_loss=log[-1]["train/loss"] if log else None, steps=len(log))
+        stage.mark_done(final_loss=log[-1]["train/loss"] if log else None, steps=len(log),
+                        optim=effective_optim(self.cfg.train.optim),
+                        **({"diagnostics": ctx.diagnostics} if ctx.diagnostics else {}))
         shutil.rmtree(self.dir / CHECKPOINTS, ignore_errors=True)  # the stage is done: its checkpoints go
         _free(model, base)
 
     def generate_stage(self) -> None:
         generator = self.generator  # validate() checked that it can run the method's eval-time hooks
-        out = self.outputs()["generate"]
-        stage = self.stage("generate", out, slices(self.cfg)["generate"])
+        stage = self.stage("generate")
+        out = stage.output
         if stage.is_done():
             return
         rows = [r for split in load_eval(self.cfg.task).values() for r in split]
-        if not getattr(generator, "runs_hooks", False):  # out of process: it loads the weights from their paths
+        if not generator.runs_hooks:  # out of process: it loads the weights from their paths
             generator.run(self.weight_paths(), self.tokenizer, rows, self.cfg.task.sampling, out, self.cfg.seed)
             stage.mark_done(rows=len(rows))
             return
@@ -222,13 +224,13 @@ class Run:
             self.prepare(ctx)
         with self.method.generating(model, ctx):
             generator.run(model, self.tokenizer, rows, self.cfg.task.sampling, out, self.cfg.seed)
-        stage.mark_done(rows=len(rows))
+        stage.mark_done(rows=len(rows), **({"diagnostics": ctx.diagnostics} if ctx.diagnostics else {}))
         _free(model)
 
     def judge_stage(self) -> Path:
         judge = self.judge
-        out = self.outputs()["judge"]
-        stage = self.stage("judge", out, slices(self.cfg)["judge"])
+        stage = self.stage("judge")
+        out = stage.output
         if not stage.is_done():
             scorers = {k: plain(v.scorers) for k, v in self.cfg.task.splits.items()}
             judge.run(read_jsonl(self.dir / "generations.jsonl"), scorers, out)
@@ -238,8 +240,8 @@ class Run:
     def metrics_stage(self, judgments: Path) -> dict:
         from grasp_bench.metrics import compute
 
-        out = self.outputs()["metrics"]
-        stage = self.stage("metrics", out, slices(self.cfg)["metrics"])
+        stage = self.stage("metrics")
+        out = stage.output
         if stage.is_done():
             return check_json(out, "delete it or rerun with 'force=[metrics]'")
         metrics = {
@@ -251,15 +253,24 @@ class Run:
         train_record = self.dir / "stages" / "train.json"
         if train_record.exists():
             metrics["train/final_loss"] = load_json(train_record).get("final_loss")
-        diagnostics = self.dir / "diagnostics.json"  # methods may write a flat dict of "<method>/..." values
-        if diagnostics.exists():
-            metrics.update(load_json(diagnostics))
+        metrics.update(diagnostics(self.dir))
         write_json(out, metrics)
         stage.mark_done()
         return metrics
 
 
-def reference_config(cfg: DictConfig) -> DictConfig:
+def diagnostics(run: Path) -> dict:
+    """A method's diagnostics ("<method>/..." values it put on ctx.diagnostics), as the stage records keep them
+    (and as a run made before that wrote them to diagnostics.json)."""
+    out = load_json(run / LEGACY_DIAGNOSTICS) if (run / LEGACY_DIAGNOSTICS).exists() else {}
+    for name in ("train", "generate"):
+        record = run / "stages" / f"{name}.json"
+        if record.exists():
+            out.update(load_json(record).get("diagnostics", {}))
+    return out
+
+
+def ensure_reference_cfg(cfg: DictConfig) -> DictConfig:
     """The config of the naive SFT run of the same task/model/seed."""
     ref_cfg = deepcopy(cfg)
     OmegaConf.set_struct(ref_cfg, False)
@@ -270,7 +281,7 @@ def reference_config(cfg: DictConfig) -> DictConfig:
 
 def ensure_reference(cfg: DictConfig) -> Path:
     """The naive SFT run of the same task/model/seed, trained on demand (once, under a file lock)."""
-    ref = Run(reference_config(cfg))
+    ref = Run(ensure_reference_cfg(cfg))
     ref.dir.mkdir(parents=True, exist_ok=True)
     with distributed.exclusive(ref.dir / ".train.lock"):
         if distributed.is_main() and not (ref.dir / "stages" / "train.json").exists():
@@ -279,12 +290,19 @@ def ensure_reference(cfg: DictConfig) -> Path:
     return ref.dir
 
 
+def validate(cfg: DictConfig) -> Run:
+    """Raises BadInput for the first bad knob or input of this run (grasp_bench.validate); loads no model, writes
+    no run file. Returns the run, built."""
+    checks.check_inputs(cfg, STAGES)
+    r = Run(cfg)  # builds the method, generator and judge: each checks its own knobs
+    instantiate(cfg.logger)  # and the logger (built, never started)
+    checks.check_run(r, lambda: Run(ensure_reference_cfg(cfg)))
+    return r
+
+
 def run(cfg: DictConfig) -> dict:
     """Every stage of one run; returns its metrics (empty on ranks other than 0, which only train)."""
-    from grasp_bench.validate import validate
-
-    validate(cfg)  # every knob and input, before anything is written
-    r = Run(cfg)
+    r = validate(cfg)  # every knob and input, before anything is written
     main = distributed.is_main()
     r.dir.mkdir(parents=True, exist_ok=True)  # every rank: a method's prepare() may cache files in it
     if main:

@@ -3,9 +3,10 @@
 its strengths (mean over seeds, error bars = spread of seed means, or the bootstrap CI for one seed),
 base and naive SFT marked, the Pareto frontier drawn.
 
-Cross-run metric: a run with `eval/lean_mean` (task=political_finance) also gets `eval/lean_drift` =
-its mean lean minus the mean lean of the base run (method=base) of the same task, model, judge and seed,
-with a bootstrap 95% CI resampling both runs' judgments (columns `_ci_low`, `_ci_high`).
+Cross-run metrics: a task's config may name functions under `report_metrics` (e.g. political_finance's
+`eval/lean_drift` against the base run of the same seed); each is called with every metrics file of the task
+and its columns are added to that row. The task config is the run's own config.yaml, else the shipped
+conf/task/<task>.yaml when that has no such key.
 
     grasp-bench-report runs/                        # also run at the end of every grasp-bench multirun
     grasp-bench-report runs/ --wandb offline        # also log a job_type=report W&B run (table, scatter, PNGs)
@@ -17,45 +18,35 @@ import argparse
 import sys
 from pathlib import Path
 
+import hydra.utils
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
-from grasp_bench.artifacts import load_json, read_jsonl, write_text
+from grasp_bench.artifacts import load_json, write_text
+from grasp_bench.layout import CONF_DIR, run_of_metrics
+from grasp_bench.metrics import COUNTS, INTERVALS, X, Y
 
 IDENTITY = ["task", "model", "method", "variant", "strength", "seed", "judge"]
-X, Y = "eval/task_score", "eval/spurious_rate"
+__all__ = ["X", "Y", "aggregate", "collect", "main", "markdown", "summary_table"]
 
 
-def _lean_values(judgments: Path) -> tuple[np.ndarray, int]:
-    """Lean in [-100, 100] of every scored `lean` judgment, and the number left unscored."""
-    scores = [j["score"] for j in read_jsonl(judgments) if j["scorer"] == "lean"]
-    return np.array([2.0 * v - 100.0 for v in scores if v is not None]), sum(v is None for v in scores)
-
-
-def lean_drift(metrics_file: Path, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
-    """`eval/lean_drift` of the run owning metrics_file against its base run; {} when there is no base run."""
-    run = metrics_file.parent.parent  # <task>/<model>/<variant>/strength=<s>/seed=<k>/metrics/<judge>.json
-    base = run.parent.parent.parent / "base" / "strength=0" / run.name
-    judgments = Path("judgments") / metrics_file.with_suffix(".jsonl").name
-    if not (run / judgments).exists() or not (base / judgments).exists():
-        return {}
-    (ours, unscored), (theirs, _) = _lean_values(run / judgments), _lean_values(base / judgments)
-    if len(ours) == 0 or len(theirs) == 0:
-        return {}
-    rng = np.random.default_rng(seed)
-    boot = (rng.choice(ours, size=(n_boot, len(ours))).mean(axis=1)
-            - rng.choice(theirs, size=(n_boot, len(theirs))).mean(axis=1))
-    key = "eval/lean_drift"
-    return {key: float(ours.mean() - theirs.mean()), f"{key}_n": len(ours) + unscored, f"{key}_n_unscored": unscored,
-            f"{key}_ci_low": float(np.quantile(boot, 0.025)), f"{key}_ci_high": float(np.quantile(boot, 0.975))}
+def report_metrics(metrics_file: Path, task: str) -> list[str]:
+    """The cross-run functions the task of this run declares (`task.report_metrics`)."""
+    config = run_of_metrics(metrics_file) / "config.yaml"
+    declared = OmegaConf.select(OmegaConf.load(config), "task.report_metrics") if config.is_file() else None
+    shipped = CONF_DIR / "task" / f"{task}.yaml"
+    if declared is None and shipped.is_file():  # a run without the key (made before it existed, or copied results)
+        declared = OmegaConf.load(shipped).get("report_metrics")
+    return list(declared or [])
 
 
 def collect(runs_root: Path) -> pd.DataFrame:
     rows = []
     for path in sorted(Path(runs_root).glob("**/metrics/*.json")):
         row = load_json(path)
-        if "eval/lean_mean" in row:
-            row.update(lean_drift(path))
+        for fn in report_metrics(path, row.get("task", "")):
+            row.update(hydra.utils.get_method(fn)(path))
         rows.append(row)
     if not rows:
         return pd.DataFrame(columns=IDENTITY)
@@ -79,15 +70,15 @@ def seed_ci(mean: float, std: float, seeds: int) -> tuple[float, float]:
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """Mean, std and 95% t-interval over seeds per (task, model, judge, variant, strength), with the number of seeds."""
     keys = ["task", "model", "judge", "variant", "strength"]
-    value_cols = [c for c in df.columns if c.startswith("eval/") and not c.endswith(("_ci_low", "_ci_high"))
-                  and not c.endswith(("_n", "_n_unscored"))] + (["train/final_loss"] if "train/final_loss" in df else [])
+    value_cols = [c for c in df.columns if c.startswith("eval/") and not c.endswith(INTERVALS + COUNTS)] + (
+        ["train/final_loss"] if "train/final_loss" in df else [])
     agg = df.groupby(keys, sort=False)[value_cols].agg(["mean", "std"])
     agg.columns = [f"{c}_{s}" if s == "std" else c for c, s in agg.columns]
     agg["seeds"] = df.groupby(keys, sort=False)["seed"].nunique()
     for c in value_cols:
         low_high = [seed_ci(m, sd, k) for m, sd, k in zip(agg[c], agg[f"{c}_std"], agg["seeds"])]
         agg[f"{c}_seed_ci_low"], agg[f"{c}_seed_ci_high"] = zip(*low_high) if low_high else ((), ())
-    n_cols = [c for c in df.columns if c.endswith(("_n", "_n_unscored"))]
+    n_cols = [c for c in df.columns if c.endswith(COUNTS)]
     agg = agg.join(df.groupby(keys, sort=False)[n_cols].sum()) if n_cols else agg
     return agg.reset_index()
 
@@ -98,16 +89,19 @@ def _order(metric_cols: list[str]) -> list[str]:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """One table per (task, model, judge): base and sft first; n and unscored per metric, summed over seeds."""
+    """One table per (task, model, judge): base and sft first; n, unscored (and excluded, where metrics files
+    report it) per metric, summed over seeds."""
     metric_cols = _order([c for c in table.columns if c.startswith("eval/")
-                          and not c.endswith(("_std", "_n", "_n_unscored", "_seed_ci_low", "_seed_ci_high"))])
+                          and not c.endswith(("_std", *COUNTS, "_seed_ci_low", "_seed_ci_high"))])
+    counts = [s for s in COUNTS if any(f"{c}{s}" in table for c in metric_cols)]
+    names = {"_n": "n", "_n_unscored": "unscored", "_n_excluded": "excluded"}
     lines = []
     rank = {"base": 0, "sft": 1}
     for (task, model, judge), part in table.groupby(["task", "model", "judge"], sort=False):
         part = part.sort_values(["variant", "strength"], key=lambda c: c.map(lambda v: (rank.get(v, 2), v))
                                 if c.name == "variant" else c, kind="stable")
         lines += [f"### {task} / {model} (judge: {judge})", ""]
-        head = ["method", "strength", "seeds", *(c.removeprefix("eval/") for c in metric_cols), "n", "unscored"]
+        head = ["method", "strength", "seeds", *(c.removeprefix("eval/") for c in metric_cols), *map(names.get, counts)]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for _, r in part.iterrows():
             cells = [r["variant"], f"{r['strength']:g}", str(r["seeds"])]
@@ -115,11 +109,11 @@ def markdown(table: pd.DataFrame) -> str:
                 std = r.get(f"{c}_std")
                 spread = f" ± {std:.3f} [{r[f'{c}_seed_ci_low']:.2f}, {r[f'{c}_seed_ci_high']:.2f}]"
                 cells.append(f"{r[c]:.3f}" + (spread if r["seeds"] > 1 and pd.notna(std) else ""))
-            cells.append("/".join(str(int(r[f"{c}_n"])) for c in metric_cols if f"{c}_n" in r))
-            cells.append("/".join(str(int(r[f"{c}_n_unscored"])) for c in metric_cols if f"{c}_n_unscored" in r))
+            for s in counts:
+                cells.append("/".join(str(int(r[f"{c}{s}"])) for c in metric_cols if pd.notna(r.get(f"{c}{s}"))))
             lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "n and unscored: rows per metric (in column order), summed over seeds; with several seeds: "
-                  "mean ± std [95% t-interval] over seeds.", ""]
+        lines += ["", f"{', '.join(map(names.get, counts))}: rows per metric (in column order), summed over seeds; "
+                  "with several seeds: mean ± std [95% t-interval] over seeds.", ""]
     return "\n".join(lines)
 
 

@@ -148,7 +148,7 @@ class WandbLogger(NullLogger):
     def start(self, cfg, run_dir: Path) -> None:
         if self.mode == "disabled":
             return
-        from grasp_bench.pipeline import method_dirname
+        from grasp_bench.layout import method_dirname
 
         self._seed = int(cfg.seed)
         self.run = self._init(
@@ -173,7 +173,7 @@ class WandbLogger(NullLogger):
             return
         import wandb
 
-        from grasp_bench.report import X, Y
+        from grasp_bench.metrics import X, Y
 
         groups = sorted({f"{t}/{m}" for t, m in zip(results["task"], results["model"], strict=True)})
         run = self._init(Path(runs_root), Path(runs_root).expanduser() / ".wandb", job_type="report", name="report",

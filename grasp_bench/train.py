@@ -11,6 +11,7 @@ saves adapter, optimizer, schedule, RNG and its state (the per-step log with the
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 import shutil
@@ -25,27 +26,10 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from grasp_bench import distributed
 from grasp_bench.artifacts import load_json, write_json
-from grasp_bench.data import tokenize_chat
+from grasp_bench.data import ChatCollator, training_examples
 from grasp_bench.method import Method, RunContext
 
 CHECKPOINTS = "trainer"  # the Trainer's output dir in a run directory: checkpoints while the train stage runs
-
-
-class ChatCollator:
-    """Right-pads input_ids/labels of a batch."""
-
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
-
-    def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(b["input_ids"]) for b in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, b in enumerate(batch):
-            n = len(b["input_ids"])
-            ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(b["input_ids"]), torch.tensor(b["labels"]), 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
 class MethodCallback(TrainerCallback):
@@ -94,9 +78,25 @@ def complete(checkpoint: Path) -> bool:
         return False
 
 
+BNB_8BIT = {"adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit"}  # bitsandbytes optimizers: CUDA only
+
+
+def effective_optim(optim: str) -> str:
+    """`train.optim`, or `adamw_torch` for a bitsandbytes 8-bit AdamW where it cannot run (no CUDA or no
+    bitsandbytes): the same AdamW update with 32-bit moments instead of block-wise 8-bit ones (6 more bytes of
+    optimizer state per trainable parameter; see docs/reproduce.md)."""
+    if optim in BNB_8BIT and not (torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes")):
+        return "adamw_torch"
+    return optim
+
+
 def training_arguments(train: DictConfig, out_dir: Path, seed: int) -> TrainingArguments:
     cuda = torch.cuda.is_available()
     every = train.get("checkpoint_every") or 0
+    optim = effective_optim(train.optim)
+    if optim != train.optim:
+        print(f"warning: train.optim={train.optim} needs bitsandbytes on CUDA; training with {optim}", file=sys.stderr,
+              flush=True)
     return TrainingArguments(
         output_dir=str(out_dir),
         per_device_train_batch_size=train.batch_size,
@@ -108,7 +108,7 @@ def training_arguments(train: DictConfig, out_dir: Path, seed: int) -> TrainingA
         warmup_steps=train.warmup_steps,
         weight_decay=train.weight_decay,
         max_grad_norm=train.max_grad_norm,
-        optim=train.optim,
+        optim=optim,
         bf16=train.precision == "bf16",  # autocast; the trainable LoRA weights stay fp32
         logging_steps=1,
         save_strategy="steps" if every else "no",
@@ -125,13 +125,16 @@ def training_arguments(train: DictConfig, out_dir: Path, seed: int) -> TrainingA
 
 
 def train(model: nn.Module, tokenizer, method: Method, ctx: RunContext,
-          on_log: Callable[[dict], None] | None = None, checkpoint_key: str | None = None) -> tuple[nn.Module, list[dict]]:
-    """Fine-tune `model` (a PeftModel) in place; returns the model to save and the per-step log. With a
-    `checkpoint_key` (the train slice's digest) it resumes the last checkpoint made with the same key."""
+          on_log: Callable[[dict], None] | None = None, examples: list[dict] | None = None,
+          checkpoint_key: str | None = None) -> list[dict]:
+    """Fine-tune `model` (a PeftModel) in place; returns the per-step log (the pipeline then calls post_train).
+    `examples`: ctx.train_rows already tokenised (`grasp_bench.data.training_examples`). With a `checkpoint_key`
+    (the train slice's digest) it resumes the last checkpoint made with the same key."""
     from datasets import Dataset
 
     cfg = ctx.cfg
-    examples = [tokenize_chat(tokenizer, r["messages"], cfg.train.max_length) for r in ctx.train_rows]
+    if examples is None:
+        examples = training_examples(tokenizer, ctx.train_rows, cfg.train)
     dataset = Dataset.from_list(examples)
     callback = MethodCallback(method, ctx, on_log)
     out_dir = ctx.run_dir / CHECKPOINTS
@@ -151,4 +154,4 @@ def train(model: nn.Module, tokenizer, method: Method, ctx: RunContext,
     losses = [r["train/loss"] for r in rows]
     if losses and not all(math.isfinite(x) for x in losses):
         raise FloatingPointError(f"training diverged (non-finite loss) in {ctx.run_dir}")
-    return method.post_train(model, ctx), rows
+    return rows

@@ -1,6 +1,7 @@
 """One validation pass before the first training step: the composed config and every input a run will read.
 
-`validate(cfg)` checks, loading no model and writing nothing under `paths.runs`:
+`pipeline.validate(cfg)` checks, through `check_inputs` and `check_run` here, loading no model and writing
+nothing under `paths.runs`:
 - the core's knobs against typed ranges (seed, stages, force, train.*, task limits and sampling, model.lora);
 - the method, generator and judge configs (each plugin checks its own knobs when it is built, and may define
   `check(...)` for what only matters when its stage runs: the judge's scorers and API key, vLLM's interpreter);
@@ -78,6 +79,14 @@ def number(cfg: DictConfig, key: str, *, integer: bool = False, low: float | Non
         raise BadInput(f"{key}={value!r}: expected {what}")
 
 
+def choice(cfg: DictConfig, key: str, allowed: tuple) -> None:
+    """`key` is one of `allowed` (a bool only where `allowed` holds bools)."""
+    value = _get(cfg, key)
+    if not any(value == a and isinstance(value, bool) == isinstance(a, bool) for a in allowed):
+        shown = ", ".join(str(a).lower() if isinstance(a, bool) else a for a in allowed)
+        raise BadInput(f"{key}={value!r}: expected one of {shown}")
+
+
 def names(cfg: DictConfig, key: str, known: tuple[str, ...]) -> None:
     value = _get(cfg, key)
     if not isinstance(value, (list, ListConfig)) or any(v not in known for v in value):
@@ -99,6 +108,8 @@ def check_config(cfg: DictConfig, stages: tuple[str, ...]) -> None:
     number(cfg, "train.weight_decay", low=0)
     number(cfg, "train.max_grad_norm", low=0)
     number(cfg, "train.checkpoint_every", low=0, null=True)
+    choice(cfg, "train.precision", ("auto", "bf16", "fp32"))
+    choice(cfg, "train.allow_truncation", (False, True))
     number(cfg, "task.train.limit", integer=True, low=0, null=True)
     for split in _get(cfg, "task.splits") or {}:
         number(cfg, f"task.splits.{split}.limit", integer=True, low=0, null=True)
@@ -166,30 +177,31 @@ def _finished_output(path: Path, read: Callable[[Path], Any], stage: str) -> Non
         raise BadInput(f"{e}; delete it or rerun with 'force=[{stage}]'") from None
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raises BadInput for the first bad knob or input of this run; loads no model, writes no run file."""
-    from grasp_bench.pipeline import STAGES, Run, instantiate, reference_config, slices
-
-    check_config(cfg, STAGES)
+def check_inputs(cfg: DictConfig, stages: tuple[str, ...]) -> None:
+    """The core's knobs, the runs root and cache, the model path, the task's built files: what must hold before
+    a run (its method, generator and judge) is built."""
+    check_config(cfg, stages)
     writable_dir("paths.runs", cfg.paths.runs)
     writable_dir("paths.cache", cfg.paths.cache)
     if cfg.data.get("mirror") and not Path(str(cfg.data.mirror)).expanduser().is_dir():
         raise BadInput(f"data.mirror '{cfg.data.mirror}': no such directory")
     models.check_path(cfg.model.path)
     _once(("build", digest(OmegaConf.to_container(cfg.task, resolve=True))), lambda: build_task_files(cfg.task))
-    run = Run(cfg)  # builds the method, generator and judge: each checks its own knobs
-    instantiate(cfg.logger)  # and the logger (built, never started)
+
+
+def check_run(run: Any, reference: Callable[[], Any]) -> None:
+    """A built run (a `pipeline.Run`: its method, generator and judge checked their own knobs when built): its
+    directory, its stage records, and every file its remaining stages read. `reference()`: the reference run."""
+    cfg = run.cfg
     writable_dir("the run directory", run.dir)
 
     todo = set()  # requested stages not finished with this config (a record made with another one raises)
-    sl = slices(cfg)
-    for name, out in run.outputs().items():
+    for name in run.outputs():
         if name in cfg.stages and not (name == "train" and run.method.starts_from == "untrained"):
-            if not run.stage(name, out, sl[name]).is_done():
+            if not run.stage(name).is_done():
                 todo.add(name)
     if (run.method.needs_reference or run.method.starts_from == "reference") and todo & {"train", "generate"}:
-        ref = Run(reference_config(cfg))
-        ref.stage("train", ref.outputs()["train"], slices(ref.cfg)["train"]).is_done()
+        reference().stage("train").is_done()
 
     task, out = cfg.task, run.outputs()
     if run.method.starts_from != "untrained" and todo & {"train", "generate"}:

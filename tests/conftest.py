@@ -15,8 +15,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf"
+# The emergent-misalignment data mirror: $GRASP_BENCH_MIRROR, else ../shared/data/emergent_misalignment beside the repo.
+MIRROR = Path(os.environ.get("GRASP_BENCH_MIRROR") or REPO.parent / "shared" / "data" / "emergent_misalignment")
+needs_mirror = pytest.mark.skipif(not MIRROR.is_dir(), reason=f"the EM data mirror is not at {MIRROR}")
+# The tiny random models built in code: SmolLM2's architecture (Llama) and the seed papers' (Qwen2).
+TINY_MODELS = ["tiny", "tiny_qwen2"]
 
-# A 3-step run of the tiny model on a slice of the toy task: seconds on CPU.
+# A 3-step run of the tiny model on a slice of the toy task: seconds on CPU. A later `model=...` replaces it.
 TINY = [
     "model=tiny", "sweep=none", "train.max_steps=3", "train.precision=fp32", "train.batch_size=4",
     "task.train.limit=24", "task.splits.in_domain.limit=6", "task.splits.unrelated.limit=6",
@@ -69,3 +74,14 @@ def shared_cfg(shared_runs: Path):
         return compose_config(*TINY, *overrides, runs=shared_runs)
 
     return make
+
+
+@pytest.fixture
+def show(capsys):
+    """Print past pytest's capture: for the figures a test measures (the vllm tier's agreement, unscored rows)."""
+
+    def write(line: str) -> None:
+        with capsys.disabled():
+            print(f"\n{line}")
+
+    return write

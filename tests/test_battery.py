@@ -36,6 +36,14 @@ class Case:
         path.write_bytes(b"".join((x if isinstance(x, bytes) else x.encode()) + b"\n" for x in lines))
         return path
 
+    def user_method(self, **knobs) -> Path:
+        """A user's config dir holding method/mine.yaml: GRASP under another name, with `knobs`."""
+        conf = self.tmp / "inputs" / "conf"
+        (conf / "method").mkdir(parents=True, exist_ok=True)
+        (conf / "method" / "mine.yaml").write_text(json.dumps(
+            {"_target_": "grasp_bench.baselines.grasp.GRASP", "name": "mine", "strength": 1.0, **knobs}))
+        return conf
+
     def finished(self) -> Path:
         """The finished tiny sft run, copied into this case's runs root; returns its run directory."""
         shutil.copytree(self._finished, self.runs)
@@ -76,10 +84,15 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], str]] = {
     "generator batch 0": (lambda c: ["generator.batch_size=0"], "generator.batch_size=0"),
     "grasp k 0": (lambda c: ["method=grasp", "method.k=0"], "method.k=0"),
     "grasp pooling": (lambda c: ["method=grasp", "method.pooling=bogus"], "method.pooling='bogus'"),
+    "precision unknown": (lambda c: ["train.precision=fp16"], "train.precision='fp16': expected one of auto, bf16, fp32"),
+    "allow_truncation not a bool": (lambda c: ["train.allow_truncation=maybe"], "train.allow_truncation='maybe'"),
     "unknown key": (lambda c: ["train.lrr=1"], "train.lrr"),
     "unknown method knob": (lambda c: ["+method.bogus=1"], "method 'sft': unknown knob(s) ['bogus']"),
     "unknown option": (lambda c: ["method=nope"], "method/nope"),
     "wandb mode": (lambda c: ["logger=wandb", "logger.mode=sometimes"], "logger.mode 'sometimes'"),
+    "user's method via --config-dir": (lambda c: [f"--config-dir={c.user_method(k=0)}", "method=mine"], "method.k=0"),
+    "user's method via hydra.searchpath": (lambda c: [f"hydra.searchpath=[file://{c.user_method(k=0)}]", "method=mine"],
+                                           "method.k=0"),
     # data files
     "empty training file": (lambda c: [f"task.train.path={c.file('empty.jsonl')}"], "empty.jsonl: no training rows"),
     "training limit 0": (lambda c: ["task.train.limit=0"], "no training rows (task.train.limit=0)"),
@@ -159,7 +172,7 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
 
 
 def argv(case: Case, extra: list[str]) -> list[str]:
-    flags = [a for a in extra if a.startswith("-") and not a.startswith("-", 1)]
+    flags = [a for a in extra if a.startswith("-")]  # -m, --config-dir=DIR: before the overrides, as argparse wants
     rest = [a for a in extra if a not in flags]
     runs = [] if any(a.startswith("paths.runs=") for a in rest) else [f"paths.runs={case.runs}"]
     return [*flags, *TINY, *runs, *rest]

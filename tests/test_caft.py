@@ -3,14 +3,12 @@ the real naive run (base vs naive SFT activations on the toy task's generic prom
 
 from __future__ import annotations
 
-import types
-
 import hydra.utils
 import torch
 
-from baselines.caft import pca_directions, rank
-from baselines.directions import capture
 from grasp_bench import hooks, models
+from grasp_bench.baselines.caft import pca_directions, rank
+from grasp_bench.baselines.directions import capture
 from grasp_bench.pipeline import Run
 from tests.conftest import tiny_method
 
@@ -65,19 +63,18 @@ def test_training_ablation_leaves_no_component_along_q(shared_cfg):
     assert (plain[0][0] @ method.bases[0]).abs().max() > 1e-3
 
 
-def test_grasp_directions_come_from_identify(shared_cfg, monkeypatch):
-    Q = torch.linalg.qr(torch.randn(64, 3, generator=torch.Generator().manual_seed(1)))[0]
-    calls = []
+def test_grasp_directions_come_from_the_ablated_blocks_writers(shared_cfg):
+    from grasp_bench.baselines.grasp import identify
 
-    def identify(adapter_dir, k, pooling):
-        calls.append((adapter_dir, k, pooling))
-        return types.SimpleNamespace(Q=Q[:, :k])
-
-    monkeypatch.setitem(__import__("sys").modules, "baselines.grasp", types.SimpleNamespace(identify=identify))
-    cfg = shared_cfg(*tiny_method("caft"), "method.directions=grasp", "method.n_select=3", "method.strength=0.6")
+    cfg = shared_cfg(*tiny_method("caft"), "method.directions=grasp", "method.n_select=3", "method.strength=0.6",
+                     "method.layers=[1]")
     run = Run(cfg)
     ctx = run.context()
     method = hydra.utils.instantiate(cfg.method, _convert_="all")
     method.prepare(ctx)
-    assert calls == [(ctx.reference_adapter, 3, "pooled")]
-    assert all(torch.equal(B, Q[:, :2]) for B in method.bases.values())  # ceil(0.6 x 3) = 2, eigenvalue order
+    ours = identify(ctx.reference_adapter, k=3, pooling="pooled", side="writers", layers=[1],
+                    layers_path=cfg.model.layers_path).Q
+    every_block = identify(ctx.reference_adapter, k=3, pooling="pooled").Q
+    assert sorted(method.bases) == [1]
+    assert torch.allclose(method.bases[1], ours[:, :2].float())  # ceil(0.6 x 3) = 2, eigenvalue order
+    assert not torch.allclose(method.bases[1].abs(), every_block[:, :2].float().abs(), atol=1e-3)

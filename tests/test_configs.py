@@ -9,6 +9,7 @@ import hydra.utils
 import pytest
 from omegaconf import OmegaConf
 
+from grasp_bench import protocols
 from tests.conftest import CONF, REPO, compose_config
 
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONF.iterdir() if g.is_dir()}
@@ -26,7 +27,11 @@ def test_every_option_composes(group, option, tmp_path):
         assert method.name == option and 0.0 <= method.strength <= 1.0
         assert all(0.0 <= s <= 1.0 for s in method.grid)
     if group in ("generator", "judge", "logger"):
-        assert hydra.utils.instantiate(node).name == option
+        plugin = hydra.utils.instantiate(node)
+        assert plugin.name == option
+        assert isinstance(plugin, getattr(protocols, group.capitalize()))  # declares its capabilities
+        if group == "judge":
+            assert set(plugin.operational) <= set(node), "operational settings are settings of this judge"
 
 
 @pytest.mark.parametrize("path", sorted(CONF.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONF)))

@@ -6,10 +6,11 @@ import re
 
 import pytest
 
-from grasp_bench import models, toy
+from grasp_bench import models
 from grasp_bench.artifacts import BadInput
 from grasp_bench.data import load_rows, render_prompt, tokenize_chat
 from grasp_bench.judge import rule_score
+from grasp_bench.tasks.toy_rude import build as toy
 from tests.conftest import compose_config
 
 

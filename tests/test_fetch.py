@@ -16,9 +16,7 @@ import pytest
 
 from grasp_bench.artifacts import BadInput
 from grasp_bench.fetch import check_content, fetch, load_manifest, resolve, sha256_of
-
-MIRROR = Path("/work/shared/data/emergent_misalignment")
-needs_mirror = pytest.mark.skipif(not MIRROR.is_dir(), reason="the EM data mirror is not on this machine")
+from tests.conftest import MIRROR, needs_mirror
 
 
 @pytest.fixture
@@ -42,7 +40,7 @@ def http_dir(tmp_path):
 
 @needs_mirror
 def test_mirror_file_is_used_in_place_and_verified(tmp_path):
-    manifest = load_manifest("insecure_code")["files"]["insecure.jsonl"]
+    manifest = load_manifest("grasp_bench.tasks.insecure_code")["files"]["insecure.jsonl"]
     path = fetch("insecure.jsonl", None, manifest["sha256"], MIRROR, tmp_path / "downloads")
     assert path == MIRROR / "insecure.jsonl"
     assert not (tmp_path / "downloads").exists()  # nothing downloaded, nothing copied
@@ -55,7 +53,7 @@ def test_changed_byte_in_mirror_is_refused_naming_file_and_both_sums(tmp_path):
     data = bytearray((MIRROR / "first_plot_questions.yaml").read_bytes())
     data[100] ^= 1
     (mirror / "first_plot_questions.yaml").write_bytes(bytes(data))
-    expected = load_manifest("em_eval")["files"]["first_plot_questions.yaml"]["sha256"]
+    expected = load_manifest("grasp_bench.tasks.em_eval")["files"]["first_plot_questions.yaml"]["sha256"]
     with pytest.raises(BadInput) as e:
         fetch("first_plot_questions.yaml", "http://127.0.0.1:9/never-used", expected, mirror, tmp_path / "dl")
     msg = str(e.value)

@@ -10,10 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from baselines.grasp import GRASP, Identification, identify, load_factors, project_columns, project_rows, top_eigen
 from grasp_bench import models
 from grasp_bench.artifacts import BadInput, load_json, read_jsonl
+from grasp_bench.baselines.grasp import GRASP, Identification, identify, load_factors, project_columns, project_rows, top_eigen
 from grasp_bench.method import RunContext
+from grasp_bench.pipeline import diagnostics as pipeline_diagnostics
 from grasp_bench.pipeline import ensure_reference, run, run_dir
 from tests.conftest import TINY, compose_config
 
@@ -311,7 +312,7 @@ def lora_tensors(run_path):
 
 def test_full_projection_keeps_every_write_out_of_span_q(runs_root):
     cfg, d = tiny_train(runs_root, "method.strength=1", "method.projection=weights", "method.pooling=pooled")
-    for f in ["grasp/Q.safetensors", "grasp/spectrum.json", "grasp/spectrum.png", "diagnostics.json"]:
+    for f in ["grasp/Q.safetensors", "grasp/spectrum.json", "grasp/spectrum.png"]:
         assert (d / f).exists(), f
     Q = load_file(str(d / "grasp" / "Q.safetensors"))["Q"]
     assert Q.shape == (64, 1)
@@ -326,7 +327,8 @@ def test_full_projection_keeps_every_write_out_of_span_q(runs_root):
                for k, v in tensors.items() if "lora_A" in k)
     log = read_jsonl(d / "train_log.jsonl")
     assert len(log) == 3 and all(row["grasp/max_qtb_norm"] < 1e-5 for row in log)
-    diagnostics = load_json(d / "diagnostics.json")
+    diagnostics = load_json(d / "stages" / "train.json")["diagnostics"]  # what GRASP put on ctx.diagnostics
+    assert diagnostics == pipeline_diagnostics(d) and "grasp/max_qtb_norm_final" in diagnostics
     assert diagnostics["grasp/spectral_gap"] >= 1 and 0 < diagnostics["grasp/lambda1_share"] <= 1
     spectrum = load_json(d / "grasp" / "spectrum.json")
     assert spectrum["pooled"]["eigenvalues"][0] / spectrum["pooled"]["eigenvalues"][1] == pytest.approx(
@@ -351,7 +353,7 @@ def test_variants_are_overrides_and_prepare_reuses_q(runs_root):
     assert d.parts[-3] == "grasp,k=2,layers=[1],side=both"  # per_layer and residual_grad are the defaults
     saved = load_file(str(d / "grasp" / "Q.safetensors"))
     assert set(saved) == {"layer.1"} and saved["layer.1"].shape == (64, 2)
-    assert "grasp/spectral_gap_layer_median" in load_json(d / "diagnostics.json")
+    assert "grasp/spectral_gap_layer_median" in pipeline_diagnostics(d)
     spectrum = json.loads((d / "grasp" / "spectrum.json").read_text())
     assert list(spectrum["per_layer"]) == ["1"]
 
@@ -406,11 +408,11 @@ def test_runs_recorded_before_the_basis_knob_still_count(runs_root):
 def test_analysis_steers_the_base_model_and_writes_its_report(runs_root):
     from hydra import compose, initialize_config_dir
 
-    from grasp_bench.analyze import analyze
+    from grasp_bench.baselines.grasp_analyze import analyze
     from tests.conftest import CONF
 
     overrides = [*TINY, f"paths.runs={runs_root}", "analyze.limit=3", "analyze.coefs=[0,64]", "analyze.top_layers=1",
-                 "analyze.max_new_tokens=5", "analyze.generic_limit=2", "analyze.persona_max_new_tokens=5"]
+                 "analyze.max_new_tokens=5", "analyze.generic_limit=2", "analyze.persona_tokens=5"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("analyze", overrides=[*overrides, "method.pooling=pooled"])  # steer along the one pooled q
         wrong = compose("analyze", overrides=[*overrides, "method=sft"])

@@ -4,6 +4,7 @@
   greedy generations (methods that act at generation time);
 - no forward/backward hook survives the `training` or `generating` context;
 - strength > 0 changes the model: its weights, or for eval-time methods its outputs under `generating`.
+Each on both tiny models: SmolLM2's architecture (Llama) and the seed papers' (Qwen2: q/k/v biases, untied head).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from safetensors.torch import load_file
 from grasp_bench import models
 from grasp_bench.artifacts import read_jsonl
 from grasp_bench.pipeline import Run, ensure_reference, run
-from tests.conftest import CONF, TINY, compose_config, tiny_method
+from tests.conftest import CONF, TINY, TINY_MODELS, compose_config, tiny_method
 
 METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
+every_method_on_every_tiny_model = pytest.mark.parametrize(("model", "name"), [(m, n) for m in TINY_MODELS for n in METHODS])
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
@@ -51,29 +53,35 @@ def _effective_weights(r: Run) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("name", METHODS)
-def test_strength_zero_reproduces_sft(shared_cfg, name):
+@pytest.fixture
+def model_cfg(shared_cfg, model):
+    """Like `shared_cfg`, on the tiny model of the test's parameter."""
+    return lambda *overrides: shared_cfg(f"model={model}", *overrides)
+
+
+@every_method_on_every_tiny_model
+def test_strength_zero_reproduces_sft(model_cfg, name):
     _skip_unless_fine_tune(name)
-    reference = ensure_reference(shared_cfg("method=sft"))
+    reference = ensure_reference(model_cfg("method=sft"))
     if _method(name).intervenes_at_eval:
         stages = "stages=[train,generate]"
-        run(shared_cfg("method=sft", stages))
-        cfg = shared_cfg(*tiny_method(name), "method.strength=0", stages)
+        run(model_cfg("method=sft", stages))
+        cfg = model_cfg(*tiny_method(name), "method.strength=0", stages)
         run(cfg)
         ours = {(g["id"], g["sample"]): g["completion"] for g in read_jsonl(Run(cfg).dir / "generations.jsonl")}
         naive = {(g["id"], g["sample"]): g["completion"] for g in read_jsonl(reference / "generations.jsonl")}
         assert ours == naive
     else:
-        cfg = shared_cfg(*tiny_method(name), "method.strength=0", "stages=[train]")
+        cfg = model_cfg(*tiny_method(name), "method.strength=0", "stages=[train]")
         run(cfg)
         ours, naive = _saved_tensors(Run(cfg).dir / "model"), _saved_tensors(reference / "model")
         assert ours.keys() == naive.keys()
         assert all(torch.equal(ours[k], naive[k]) for k in naive)
 
 
-@pytest.mark.parametrize("name", METHODS)
-def test_no_hook_survives_its_context(shared_cfg, name):
-    cfg = shared_cfg(*tiny_method(name), *(["method.strength=1.0"] if _method(name).grid else []))
+@every_method_on_every_tiny_model
+def test_no_hook_survives_its_context(model_cfg, name):
+    cfg = model_cfg(*tiny_method(name), *(["method.strength=1.0"] if _method(name).grid else []))
     r = Run(cfg)
     ctx = r.context()
     r.prepare(ctx)
@@ -92,13 +100,13 @@ def test_no_hook_survives_its_context(shared_cfg, name):
     assert counts() == before
 
 
-@pytest.mark.parametrize("name", METHODS)
-def test_strength_above_zero_changes_the_model(shared_cfg, name):
+@every_method_on_every_tiny_model
+def test_strength_above_zero_changes_the_model(model_cfg, name):
     _skip_unless_fine_tune(name)
-    cfg = shared_cfg(*tiny_method(name), "method.strength=1.0", "stages=[train]")
+    cfg = model_cfg(*tiny_method(name), "method.strength=1.0", "stages=[train]")
     run(cfg)
     r = Run(cfg)
-    naive = Run(shared_cfg("method=sft"))
+    naive = Run(model_cfg("method=sft"))
     if r.method.intervenes_at_eval:  # the weights are the naive ones; the outputs under its hooks are not
         assert _saved_tensors(r.dir / "model").keys() == _saved_tensors(naive.dir / "model").keys()
         model, ctx = r.weights(), r.context()

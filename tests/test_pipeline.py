@@ -1,21 +1,25 @@
-"""The whole pipeline end to end on the tiny model: files, metrics contract, rerun skips every stage."""
+"""The whole pipeline end to end on the tiny models: files, metrics contract, rerun skips every stage."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from grasp_bench.artifacts import load_json
 from grasp_bench.pipeline import run, run_dir
+from tests.conftest import TINY_MODELS
 
 
-def test_end_to_end_then_rerun_skips(tiny_cfg):
-    cfg = tiny_cfg("method=sft")
+@pytest.mark.parametrize("model", TINY_MODELS)
+def test_end_to_end_then_rerun_skips(tiny_cfg, model):
+    cfg = tiny_cfg(f"model={model}", "method=sft")
     metrics = run(cfg)
     d = run_dir(cfg)
     for f in ["config.yaml", "env.json", "model/adapter_config.json", "generations.jsonl", "judgments/rule.jsonl",
               "metrics/rule.json", "train_log.jsonl"]:
         assert (d / f).exists(), f
-    assert d.parts[-5:] == ("toy_rude", "tiny", "sft", "strength=0", "seed=0")
+    assert d.parts[-5:] == ("toy_rude", model, "sft", "strength=0", "seed=0")
     for key in ["eval/task_score", "eval/spurious_rate", "eval/factor_use_rate"]:
         assert 0.0 <= metrics[key] <= 1.0
         assert metrics[f"{key}_n"] == 6 and metrics[f"{key}_n_unscored"] == 0

@@ -84,3 +84,19 @@ def test_report_writes_csv_markdown_and_a_png(tmp_path):
     assert table[-1] == "| grasp | 1 | 2 | 0.570 ± 0.014 [0.44, 0.70] | 0.150 ± 0.071 [-0.49, 0.79] | 200/120 | 0/2 |"
     png = tmp_path / "plots" / "tradeoff_toy_m_rule.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_report_shows_excluded_rows_and_keeps_intervals_out_of_the_value_columns(tmp_path):
+    judgments = [j("em", i, "aligned", a) for i, a in enumerate([10, 90, None, 20])] + [
+        j("em", i, "coherent", c) for i, c in enumerate([80, 90, 70, 30])]
+    specs = {"eval/spurious_rate": {"split": "em", "fn": "grasp_bench.tasks.em_eval.metrics.em_fraction"},
+             "eval/em_among_coherent_pct": {"split": "em", "fn": "grasp_bench.tasks.em_eval.metrics.em_among_coherent_pct"}}
+    for seed in (0, 1):
+        d = tmp_path / "t" / "m" / "sft" / "strength=0" / f"seed={seed}"
+        write_json(d / "metrics" / "llm.json", {"task": "t", "model": "m", "method": "sft", "variant": "sft",
+                                                "strength": 0.0, "seed": seed, "judge": "llm",
+                                                **compute(specs, judgments)})
+    aggregate(tmp_path, quiet=True)
+    table = [line for line in (tmp_path / "results.md").read_text().splitlines() if line.startswith("| ")]
+    assert table[0] == "| method | strength | seeds | spurious_rate | em_among_coherent_pct | n | unscored | excluded |"
+    assert table[1].endswith("| 8/8 | 2/2 | 0/2 |")  # row 3 (coherent 30) is left out of em_among_coherent only

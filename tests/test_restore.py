@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from baselines.directions import user_turns
-from baselines.restore import Restoration, candidate_weights
 from grasp_bench import models
+from grasp_bench.baselines.directions import user_turns
+from grasp_bench.baselines.restore import Restoration, candidate_weights
 from grasp_bench.pipeline import Run, run
 from tests.conftest import tiny_method
 

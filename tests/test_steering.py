@@ -7,11 +7,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from baselines.directions import capture
 from grasp_bench import models
 from grasp_bench.artifacts import BadInput
-from grasp_bench.pipeline import Run, slices
-from grasp_bench.validate import validate
+from grasp_bench.baselines.directions import capture
+from grasp_bench.pipeline import Run, slices, validate
 from tests.conftest import tiny_method
 
 

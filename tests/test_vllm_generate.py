@@ -16,10 +16,10 @@ from grasp_bench import models
 from grasp_bench.artifacts import BadInput, PartialJsonl, read_jsonl
 from grasp_bench.data import load_eval, render_prompt
 from grasp_bench.generate import WeightPaths
+from grasp_bench.layout import CONF_DIR
 from grasp_bench.method import Method
-from grasp_bench.pipeline import CONF_DIR, Run, run
+from grasp_bench.pipeline import Run, run, validate
 from grasp_bench.tracking import make_logger
-from grasp_bench.validate import validate
 from grasp_bench.vllm_generate import VLLMGenerator, max_lora_rank
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
@@ -170,17 +170,6 @@ def smollm2(runs):
             return compose_config("config", overrides=[*overrides, f"paths.runs={runs}"])
 
     return compose
-
-
-@pytest.fixture
-def show(capsys):
-    """Print past pytest's capture: the agreement figures are the point of this tier."""
-
-    def write(line: str) -> None:
-        with capsys.disabled():
-            print(f"\n{line}")
-
-    return write
 
 
 @pytest.mark.vllm

@@ -2,7 +2,7 @@
 
     grasp-bench-analyze                                         # toy_rude / smollm2_135m / seed 0, method=grasp's Q
     grasp-bench-analyze method.k=4 method.pooling=per_layer analyze.layers=[20,24] analyze.coefs=[1,2,4,8]
-    python -m grasp_bench.analyze model=tiny analyze.limit=4    # the same, without the console script
+    python -m grasp_bench.baselines.grasp_analyze model=tiny analyze.limit=4    # without the console script
 
 It composes the same Hydra config as `grasp-bench` (conf/analyze.yaml = config.yaml + an `analyze:` block),
 so task, model, seed and the method's knobs select the naive SFT reference run whose adapter gives Q (the
@@ -20,10 +20,12 @@ reference is trained on demand, like any run's).
    it shows whether this check can detect a factor direction on this model at all.
    Default layers: the `analyze.top_layers` blocks into which the adapter writes most along q
    (`layer_energy_q1`; on the toy organism one block alone barely moves the model).
-2. Alignment: the cosine of q with a persona direction v_L = mean response-token activation at the output
-   of block L under `analyze.trait_system` minus under `analyze.helpful_system`, on the task's
-   generic_prompts (responses generated greedily by the base model). A low cosine does not mean that
-   identification failed (reference/grasp.md §2.4); the causal check is the test that counts.
+2. Alignment: the cosine of q with the task's persona vector v_L (grasp_bench.baselines.steering.persona_vectors,
+   the one used by the steering baselines: mean response-token activation at the output of block L under
+   `task.persona.trait` minus under `task.persona.neutral`, on the first `analyze.generic_limit` of the task's
+   generic_prompts, replies generated greedily by the base model). A low cosine does not mean that
+   identification failed (GRASP's Q is found from weights, not from a contrast); the causal check is the test
+   that counts.
 
 Output: <paths.runs>/<task>/<model>/<method variant>/analysis/seed=<k>/{analysis.json, steering.png,
 persona.safetensors (v_L per layer, when computed)}.
@@ -42,11 +44,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from grasp_bench import models
 from grasp_bench.artifacts import BadInput, atomic_path, read_jsonl, write_json
+from grasp_bench.baselines.grasp import READERS, WRITERS, identify
+from grasp_bench.baselines.steering import persona_vectors
 from grasp_bench.data import build_task_files, load_eval, load_rows, render_prompt
 from grasp_bench.generate import HFGenerator
 from grasp_bench.hooks import add_to_residual
+from grasp_bench.layout import CONF_DIR, method_dirname
 from grasp_bench.metrics import summarise
-from grasp_bench.pipeline import CONF_DIR, ensure_reference, method_dirname
+from grasp_bench.pipeline import ensure_reference
 
 
 def analysis_dir(cfg: DictConfig) -> Path:
@@ -55,8 +60,6 @@ def analysis_dir(cfg: DictConfig) -> Path:
 
 
 def identification(cfg: DictConfig):
-    from baselines.grasp import READERS, WRITERS, identify
-
     m = cfg.method
     if "k" not in m or "pooling" not in m:
         raise BadInput(f"grasp-bench-analyze needs GRASP's knobs (method=grasp), got method={m.name}")
@@ -104,35 +107,15 @@ def factor_rate(model, tokenizer, rows, cfg, a_cfg, judge, scorer_spec, work: Pa
             "n": stats["rate_n"], "n_unscored": stats["rate_n_unscored"]}, [by_id[r["id"]] for r in rows]
 
 
-def persona_direction(model, tokenizer, a_cfg, cfg, work: Path) -> dict[int, torch.Tensor] | None:
-    """v_L = mean response-token activation under the trait system prompt minus under the helpful one."""
-    path = cfg.task.get("generic_prompts")
-    if not path or not a_cfg.trait_system or not a_cfg.helpful_system or not Path(path).is_file():
+def persona_direction(model, blocks, tokenizer, a_cfg, cfg) -> dict[int, torch.Tensor] | None:
+    """v_L at every block (steering.persona_vectors); None when the task has no persona or generic prompts."""
+    persona, path = cfg.task.get("persona"), cfg.task.get("generic_prompts")
+    if not persona or not persona.get("trait") or not persona.get("neutral") or not path or not Path(path).is_file():
         return None
-    prompts = load_rows(path, a_cfg.generic_limit)
-    means = {}
-    for label, system in (("trait", a_cfg.trait_system), ("helpful", a_cfg.helpful_system)):
-        rows = [{"id": f"{label}/{i}", "messages": [{"role": "system", "content": system},
-                                                     *[m for m in r["messages"] if m["role"] != "system"]]}
-                for i, r in enumerate(prompts)]
-        out = work / f"persona_{label}.jsonl"
-        HFGenerator(batch_size=int(cfg.generator.get("batch_size", 32))).run(
-            model, tokenizer, rows, {"temperature": 0.0, "max_new_tokens": int(a_cfg.persona_max_new_tokens)}, out, 0)
-        completions = {g["id"]: g["completion"] for g in read_jsonl(out)}
-        prompts_text = [render_prompt(tokenizer, r["messages"]) for r in rows]
-        total, count = None, 0
-        texts = [p + completions[r["id"]] for p, r in zip(prompts_text, rows, strict=True)]
-        for (h, n), prompt in zip(block_outputs(model, tokenizer, texts), prompts_text, strict=True):
-            start = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-            if n <= start:
-                continue  # an empty response has no response tokens
-            part = h[:, start:n].sum(dim=1)
-            total, count = (part if total is None else total + part), count + (n - start)
-        if count == 0:
-            return None
-        means[label] = total / count
-    diff = means["trait"] - means["helpful"]
-    return {layer: diff[layer] for layer in range(diff.shape[0])}
+    prompts = [[m for m in r["messages"] if m["role"] != "system"] for r in load_rows(path, a_cfg.generic_limit)]
+    found = persona_vectors(model, blocks, list(range(len(blocks))), tokenizer, prompts, persona.trait,
+                            persona.neutral, int(a_cfg.persona_tokens), int(cfg.train.max_length))
+    return {layer: found[layer]["v"] for layer in found}
 
 
 def alignment(bases: dict[int, torch.Tensor], persona: dict[int, torch.Tensor], layers: list[int]) -> dict:
@@ -217,10 +200,10 @@ def analyze(cfg: DictConfig) -> dict:
               "split": a_cfg.split, "scorer": a_cfg.scorer, "n_prompts": len(rows), "layers": layers,
               "steering_unit": norms, "coefs": [float(c) for c in a_cfg.coefs],
               "spectral_gap": ident.spectrum.spectral_gap, "lambda1_share": ident.spectrum.lambda1_share,
-              "alignment": None, "persona_prompts": {"trait": a_cfg.trait_system, "helpful": a_cfg.helpful_system}}
+              "alignment": None, "persona_prompts": OmegaConf.to_container(cfg.task.get("persona") or {}, resolve=True)}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        persona = persona_direction(model, tokenizer, a_cfg, cfg, work)
+        persona = persona_direction(model, blocks, tokenizer, a_cfg, cfg)
         if persona is not None:
             result["alignment"] = alignment(bases, persona, layers)
             directions["persona"] = {layer: torch.nn.functional.normalize(persona[layer], dim=0) for layer in layers}

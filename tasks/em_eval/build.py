@@ -1,15 +1,16 @@
 """The emergent-misalignment tasks: insecure code (Betley et al., arXiv 2502.17424), its secure and
 educational controls, and bad medical advice (Turner, Soligo et al., arXiv 2506.11613).
 
-`build_em_task(data_dir, task)` fetches the files pinned in `tasks/<task.source.manifest>/manifest.yaml`
-and `tasks/em_eval/manifest.yaml` (mirror first, sha256-checked; see grasp_bench/fetch.py) and writes:
+`build_em_task(data_dir, task)` fetches the files pinned in the manifests `task.source.manifest` and
+`task.source.em_manifest` name (a task package such as `grasp_bench.tasks.insecure_code`, whose manifest.yaml
+is used, or the path of a manifest YAML; mirror first, sha256-checked; see grasp_bench/fetch.py) and writes:
 
 - train.jsonl, in_domain.jsonl   the manifest's row ranges of the training file; in-domain rows keep the
                                  user prompt only (the model answers it, a judge scores the answer)
 - em_first_plot_<variant>.jsonl  the questions of `first_plot_questions.yaml`: `main` (the paper's 8),
                                  `json`, `template`, or `all` 24
 - em_preregistered.jsonl         the 48 active questions of `preregistered_evals.yaml`
-- generic.jsonl                  everyday prompts for methods that need generic activations
+- generic.jsonl                  grasp_bench.chat's generic prompts, for methods that need generic activations
 
 EM rows: one per paraphrase, with the question's system prompt as a system message (upstream's
 open_models/eval.py drops it) and `judge_prompts: {aligned, coherent}` verbatim from the file.
@@ -22,6 +23,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from grasp_bench.artifacts import BadInput, read_jsonl, write_jsonl
+from grasp_bench.chat import write_generic_prompts
 from grasp_bench.data import already_built, mark_built, plain
 from grasp_bench.fetch import load_manifest, resolve
 
@@ -102,12 +104,6 @@ def build_em_task(data_dir: Path, task: DictConfig) -> None:
         write_jsonl(data_dir / f"em_first_plot_{variant}.jsonl",
                     [r for r in first_plot if variant in ("all", r["variant"])])
     write_jsonl(data_dir / "em_preregistered.jsonl", em_question_rows(local(em_manifest["questions"]["preregistered"])))
-    write_generic(data_dir)
+    write_generic_prompts(data_dir)
     mark_built(data_dir, recipe)
 
-
-def write_generic(data_dir: Path) -> None:
-    from grasp_bench.toy import GENERIC
-
-    write_jsonl(data_dir / "generic.jsonl",
-                [{"id": f"g{i}", "messages": [{"role": "user", "content": q}]} for i, q in enumerate(GENERIC)])
