@@ -50,7 +50,7 @@ from contextlib import nullcontext
 import torch
 
 from grasp_bench import hooks
-from grasp_bench.artifacts import BadInput, load_json
+from grasp_bench.artifacts import BadInput, int_at_least, load_json
 from grasp_bench.baselines import directions
 from grasp_bench.method import Method, RunContext, configured
 
@@ -101,9 +101,8 @@ class CAFT(Method):
         if p["directions"] not in DIRECTIONS or p["selection"] not in SELECTIONS:
             raise BadInput(f"method.directions '{p['directions']}', method.selection '{p['selection']}': expected "
                            f"one of {list(DIRECTIONS)} and one of {list(SELECTIONS)}")
-        if p["n_select"] < 1 or (p["directions"] == "pca" and p["n_components"] < 1):
-            raise BadInput(f"method.n_select and method.n_components must be >= 1; got {p['n_select']}, "
-                           f"{p['n_components']}")
+        for knob in ("n_components", "n_select", "response_tokens"):
+            int_at_least(f"method.{knob}", p[knob], 1)
         self.directions, self.selection, self.layer_spec = p["directions"], p["selection"], p["layers"]
         self.n_components, self.n_select, self.response_tokens = p["n_components"], p["n_select"], p["response_tokens"]
         self.bases: dict[int, torch.Tensor] = {}  # block -> (d, n) orthonormal columns to ablate

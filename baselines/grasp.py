@@ -48,7 +48,7 @@ from statistics import median
 import torch
 from torch import Tensor, nn
 
-from grasp_bench.artifacts import BadInput, atomic_path, load_json, write_json
+from grasp_bench.artifacts import BadInput, atomic_path, int_at_least, load_json, write_json
 from grasp_bench.hooks import project, project_grad_out, registered
 from grasp_bench.method import Method, RunContext, configured
 
@@ -463,8 +463,7 @@ class GRASP(Method):
                                      ("projection", projection, PROJECTIONS), ("basis", basis, BASES)):
             if value not in allowed:
                 raise BadInput(f"method.{knob}={value!r}: expected one of {list(allowed)}")
-        if int(k) < 1:
-            raise BadInput(f"method.k={k}: expected an integer >= 1")
+        int_at_least("method.k", k, 1)
         self.k, self.pooling, self.side, self.projection, self.basis = int(k), pooling, side, projection, basis
         self.layers = None if layers is None else [int(i) for i in layers]
         self.writers, self.readers = tuple(writers), tuple(readers)

@@ -49,7 +49,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from grasp_bench.artifacts import BadInput, write_jsonl
+from grasp_bench.artifacts import BadInput, int_at_least, write_jsonl
 from grasp_bench.baselines.directions import last_token_states, prompt_rows, resolve_layers, user_turns
 from grasp_bench.data import chat_batches
 from grasp_bench.method import Method, RunContext, configured
@@ -64,9 +64,11 @@ class Restore(Method):
         p = configured(name, given)
         super().__init__(name, p["strength"], p["grid"])
         rate_max, steps, warmup, rollback_rate = p["rate_max"], p["steps"], p["warmup"], p["rollback_rate"]
-        if rate_max <= 0 or not 0 <= rollback_rate <= 1 or steps < 1 or not 0 <= warmup <= steps or p["task_rows"] < 1:
-            raise BadInput(f"method '{name}': need rate_max > 0, steps >= 1, 0 <= warmup <= steps, task_rows >= 1, "
-                           "rollback_rate in [0, 1]")
+        for knob in ("steps", "task_rows", "batch_size"):
+            int_at_least(f"method.{knob}", p[knob], 1)
+        if rate_max <= 0 or not 0 <= rollback_rate <= 1 or not 0 <= warmup <= steps or p["metric_drop"] < 0:
+            raise BadInput(f"method '{name}': need rate_max > 0, 0 <= warmup <= steps, rollback_rate in [0, 1], "
+                           "metric_drop >= 0")
         self.rate = self.strength * rate_max
         self.steps, self.warmup, self.layer_spec, self.rollback_rate = steps, warmup, p["layer"], rollback_rate
         self.metric_drop, self.task_rows, self.batch_size = p["metric_drop"], p["task_rows"], p["batch_size"]

@@ -25,13 +25,24 @@ class BadInput(Exception):
     """User-facing input error: reported as one line on stderr, exit code 2."""
 
 
+def int_at_least(key: str, value: Any, low: int) -> int:
+    """`value` as an int when it is an integer >= low, else a BadInput naming `key` (a plugin's own knob)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise BadInput(f"{key}={value!r}: expected an integer >= {low}")
+    return value
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise BadInput(f"{path}: file not found")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise BadInput(f"{path}:{lineno}: not UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
             if not line.strip():
                 continue
             try:
@@ -75,6 +86,15 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
 
 def load_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def check_json(path: str | Path, remedy: str = "") -> Any:
+    """The parsed JSON file, or a BadInput naming the file (and `remedy`) when it is damaged."""
+    try:
+        return load_json(path)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        where = f"{path}:{e.lineno}" if isinstance(e, json.JSONDecodeError) else str(path)
+        raise BadInput(f"{where}: not valid JSON (damaged?)" + (f"; {remedy}" if remedy else "")) from None
 
 
 class PartialJsonl:
@@ -152,7 +172,10 @@ class Stage:
         """True when finished with this config; raises when finished with another one."""
         if self.force or not (self.output.exists() and self.record.exists()):
             return False
-        old = _with_defaults(load_json(self.record)["config"], json.loads(json.dumps(self.defaults, default=str)))
+        record = check_json(self.record, f"delete it or rerun with 'force=[{self.name}]'")
+        if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+            raise BadInput(f"{self.record}: not a stage record; delete it or rerun with 'force=[{self.name}]'")
+        old = _with_defaults(record["config"], json.loads(json.dumps(self.defaults, default=str)))
         old, new = self.identity(old), self.identity(json.loads(json.dumps(self.slice, default=str)))
         if old != new:
             raise BadInput(

@@ -5,9 +5,10 @@
     grasp-bench -m method=grasp method.strength=0,0.5,1 seed=0,1,2
     grasp-bench --help                            # config groups and options
 
-Before Hydra starts, every command-line override is composed once per sweep value, so a typo in a key or
-an option fails at once with one line on stderr and exit code 2. A user's own configs join through Hydra's
-standard `--config-dir DIR` or `hydra.searchpath=[file://DIR]` (e.g. DIR/task/<name>.yaml for task=<name>).
+Before Hydra starts, the config of every job is composed and validated (grasp_bench.validate), so a typo in a
+key, a value out of range or a bad input file fails at once with one line on stderr, exit code 2, and nothing
+written. A user's own configs join through Hydra's standard `--config-dir DIR` or `hydra.searchpath=[file://DIR]`
+(e.g. DIR/task/<name>.yaml for task=<name>); they are composed and validated on that same search path.
 """
 
 from __future__ import annotations
@@ -22,40 +23,21 @@ from omegaconf import DictConfig
 
 from grasp_bench import layout
 from grasp_bench.artifacts import BadInput
+from grasp_bench.jobs import one_line as _one_line
 
 CONF_DIR = str(layout.CONF_DIR)
 
 
-def _one_line(e: BaseException) -> str:
-    while not str(e) and e.__cause__ is not None:  # Hydra sometimes wraps the informative error
-        e = e.__cause__
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text.replace(" Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.", "")
-
-
-def _search_path(config_dir: str | None):
-    """The config search path Hydra builds for `grasp-bench`: the package's configs, `--config-dir`, plugins."""
-    import os
-
-    from hydra._internal.utils import create_config_search_path
-    from hydra.core.config_search_path import SearchPathQuery
-
-    search_path = create_config_search_path(f"file://{CONF_DIR}")
-    if config_dir is not None:
-        if not os.path.isdir(config_dir):
-            raise BadInput(f"--config-dir {config_dir}: no such directory")
-        search_path.prepend(provider="command-line", path=f"file://{os.path.abspath(config_dir)}",
-                            anchor=SearchPathQuery(provider="schema"))
-    return search_path
-
-
-def validate_overrides(argv: list[str]) -> None:
-    """Compose the config for each value of each sweep override (others at their first value), on the same
-    search path Hydra will use (`--config-dir`, `hydra.searchpath=[...]`)."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+def validate_jobs(argv: list[str]) -> None:
+    """Compose the config of every job the command line will run, as Hydra will (the same primary config, search
+    path and sweeper: grasp_bench.jobs.expand), and validate each (grasp_bench.validate) with its Hydra config
+    current, as in the job itself, before Hydra starts the first."""
     from hydra._internal.utils import get_args_parser
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.types import RunMode
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from grasp_bench.jobs import expand
+    from grasp_bench.pipeline import validate
 
     if any(a in ("-h", "--help", "--hydra-help", "--shell-completion", "-sc") for a in argv):
         return
@@ -63,28 +45,22 @@ def validate_overrides(argv: list[str]) -> None:
         args = get_args_parser().parse_args(argv)
     except SystemExit:  # argparse has already printed its one-line usage error
         raise BadInput(f"cannot parse the command line: {' '.join(argv)}") from None
-    if args.config_path is not None or args.info is not None or args.experimental_rerun is not None:
+    if args.config_path is not None or args.info is not None or args.experimental_rerun is not None or args.cfg:
         return  # another primary config or an information command: Hydra checks it itself
-    keep = [o for o in args.overrides if o.lstrip("+~").startswith("hydra.searchpath")]
-    overrides = [o for o in args.overrides if not o.lstrip("+~").startswith("hydra")]
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception as e:  # noqa: BLE001 - Hydra's parser raises several types, all user errors
-        raise BadInput(_one_line(e)) from None
-    values = []
-    for o in parsed:
-        if o.is_sweep_override():
-            values.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
-        else:
-            values.append([o.input_line])
-    firsts = [v[0] for v in values]
-    combos = [firsts] + [firsts[:i] + [v] + firsts[i + 1:] for i, vs in enumerate(values) for v in vs[1:]]
-    loader = ConfigLoaderImpl(config_search_path=_search_path(args.config_dir))
-    for combo in combos:
+    configs = expand(args.overrides, multirun=args.multirun, config_dir=args.config_dir,
+                     config_name=args.config_name or "config")
+    jobs = [list(cfg.hydra.overrides.task) for cfg in configs]
+    for i, (cfg, job) in enumerate(zip(configs, jobs)):
+        HydraConfig.instance().set_config(cfg)
         try:
-            loader.load_configuration(args.config_name or "config", [*combo, *keep], RunMode.RUN)
-        except Exception as e:  # noqa: BLE001 - composition errors are user errors
-            raise BadInput(_one_line(e)) from None
+            with open_dict(cfg):
+                del cfg["hydra"]
+            validate(cfg)
+        except BadInput as e:
+            swept = " ".join(o for o in job if any(o not in other for other in jobs))  # what names this job
+            raise BadInput(f"job {i} ({swept}): {e}" if len(jobs) > 1 else str(e)) from None
+        finally:
+            HydraConfig.instance().cfg = None
 
 
 JOB_ERROR = "job_error.txt"  # in a failed multirun job's Hydra output dir
@@ -155,7 +131,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     try:
-        validate_overrides(sys.argv[1:])
+        validate_jobs(sys.argv[1:])
     except BadInput as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from grasp_bench.artifacts import PartialJsonl
+from grasp_bench.artifacts import PartialJsonl, int_at_least
 from grasp_bench.data import plain, render_prompt
 
 
@@ -39,7 +39,7 @@ class HFGenerator:
     runs_hooks = True  # eval-time Method hooks work with this generator
 
     def __init__(self, name: str = "hf", batch_size: int = 32):
-        self.name, self.batch_size = name, batch_size
+        self.name, self.batch_size = name, int_at_least("generator.batch_size", batch_size, 1)
 
     @torch.no_grad()
     def run(self, model, tokenizer, rows: list[dict], sampling: Mapping, out: Path, seed: int) -> None:

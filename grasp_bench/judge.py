@@ -32,8 +32,33 @@ def _words(spec: Mapping) -> tuple[str, ...]:
         path = Path(spec["words_file"])
         if not path.is_file():
             raise BadInput(f"{path}: words_file not found")
-        return tuple(json.loads(path.read_text()))
-    return tuple(spec["words"])
+        try:
+            words = json.loads(path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise BadInput(f"{path}: words_file is not a UTF-8 JSON list of words ({e})") from None
+        where = str(path)
+    else:
+        words, where = spec.get("words"), "scorer key 'words'"
+    if not isinstance(words, (list, tuple)) or not words or not all(isinstance(w, str) and w for w in words):
+        raise BadInput(f"{where}: expected a non-empty list of words (strings)")
+    return tuple(words)
+
+
+RULES = ("expected_answer", "words", "regex")
+
+
+def check_rule(spec: Mapping) -> None:
+    """Everything a rule scorer reads, before any generation: its word list, its pattern."""
+    rule = spec["rule"]
+    if rule not in RULES:
+        raise BadInput(f"unknown rule '{rule}' (known: {', '.join(RULES)})")
+    if rule == "words":
+        _words(spec)
+    elif rule == "regex":
+        try:
+            re.compile(spec.get("pattern"))
+        except (re.error, TypeError) as e:
+            raise BadInput(f"regex scorer pattern {spec.get('pattern')!r}: {e}") from None
 
 
 def rule_score(spec: Mapping, completion: str, row: Mapping) -> tuple[float | None, Any]:
@@ -52,7 +77,7 @@ def rule_score(spec: Mapping, completion: str, row: Mapping) -> tuple[float | No
     if rule == "regex":
         hit = re.search(spec["pattern"], completion, flags=re.IGNORECASE | re.DOTALL)
         return float(hit is not None), hit.group(0) if hit else None
-    raise BadInput(f"unknown rule '{rule}' (known: expected_answer, words, regex)")
+    raise BadInput(f"unknown rule '{rule}' (known: {', '.join(RULES)})")
 
 
 class Judge:
@@ -72,6 +97,11 @@ class Judge:
             for scorer, spec in specs.items():
                 if not self.can_score(spec):
                     raise BadInput(f"judge '{self.name}' cannot score task split '{split}' scorer '{scorer}' ({dict(spec)})")
+                if "rule" in spec:
+                    try:
+                        check_rule(spec)
+                    except BadInput as e:
+                        raise BadInput(f"task split '{split}' scorer '{scorer}': {e}") from None
 
     def judged(self, jobs: list[Job]) -> Iterator[list[tuple[Job, float | None, Any]]]:
         """(job, score, raw) for every job, in chunks that are written as they come (one chunk per generation)."""

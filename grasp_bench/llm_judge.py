@@ -28,7 +28,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from grasp_bench.artifacts import BadInput
+from grasp_bench.artifacts import BadInput, int_at_least
 from grasp_bench.judge import Job, Judge, rule_score
 
 TOP_N = 20
@@ -219,6 +219,13 @@ class OpenAIJudge(LLMJudge):
         self.backoff_s, self.max_backoff_s = float(backoff_s), float(max_backoff_s)
         if self.concurrency < 1 or self.max_attempts < 1:
             raise BadInput("judge.concurrency and judge.max_attempts must be >= 1")
+        if self.timeout_s <= 0 or self.backoff_s < 0 or self.max_backoff_s < 0:
+            raise BadInput("judge.timeout_s must be > 0, judge.backoff_s and judge.max_backoff_s >= 0")
+
+    def check(self, scorers: Mapping[str, Mapping[str, Mapping]]) -> None:
+        super().check(scorers)
+        if any("rule" not in spec for specs in scorers.values() for spec in specs.values()):
+            self._api_key()  # rule scorers alone never call the endpoint
 
     def _api_key(self) -> str:
         if not self.api_key_env:
@@ -312,7 +319,8 @@ class HFJudge(LLMJudge):
                  batch_size: int = 8, model_cache: str | Path = "~/.cache/grasp-bench",
                  cache_dir: str | Path = "~/.cache/grasp-bench/judge_cache"):
         super().__init__(name, model, cache_dir)
-        self.dtype, self.batch_size, self.model_cache = dtype, int(batch_size), model_cache
+        self.dtype, self.model_cache = dtype, model_cache
+        self.batch_size = int_at_least("judge.batch_size", batch_size, 1)
 
     def _load(self):
         import torch

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from grasp_bench.artifacts import BadInput
 from grasp_bench.layout import method_config
 
 
@@ -75,9 +76,9 @@ class Method:
 
     def __init__(self, name: str = "sft", strength: float = 0.0, grid: list[float] | None = None, **params: Any):
         if params:
-            raise TypeError(f"{type(self).__name__} got unknown parameters: {sorted(params)}")
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"method.strength must be in [0, 1], got {strength}")
+            raise BadInput(f"method '{name}': unknown knob(s) {sorted(params)}")
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+            raise BadInput(f"method.strength={strength!r}: expected a number in [0, 1]")
         self.name, self.strength = name, float(strength)
         self.grid = list(grid or [])  # the strengths a trade-off sweep visits (conf/method/<name>.yaml)
 

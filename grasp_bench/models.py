@@ -77,19 +77,27 @@ def _build_tiny(out: Path, kind: str, spec: str) -> None:
 TINY = {"tiny": "llama", "tiny-qwen2": "qwen2"}  # model.path prefix -> the architecture of its tiny random model
 
 
+def check_path(path: str) -> bool:
+    """Raises BadInput for a model path that cannot load (loads nothing); True for a built-in source."""
+    kind, _, name = str(path).partition(":")
+    if kind not in ("embedded", *TINY) or not name:
+        if str(path).startswith((".", "/", "~")) and not Path(path).expanduser().exists():
+            raise BadInput(f"model.path '{path}': no such directory")
+        return False
+    if kind == "embedded" and name != "smollm2-135m-instruct":
+        raise BadInput(f"model.path '{path}': the only embedded model is 'embedded:smollm2-135m-instruct'")
+    return True
+
+
 def resolve_path(path: str, cache: str | Path) -> str:
     """A directory or hub id that `from_pretrained` accepts; built-in sources are built on first use."""
-    kind, _, name = path.partition(":")
-    if kind not in ("embedded", *TINY) or not name:
-        if path.startswith((".", "/", "~")) and not Path(path).expanduser().exists():
-            raise BadInput(f"model.path '{path}': no such directory")
+    if not check_path(path):
         return path
+    kind, _, name = path.partition(":")
     cache = Path(cache).expanduser()
     out = cache / "models" / f"{kind}-{name}"
     if (out / "config.json").exists():
         return str(out)
-    if kind == "embedded" and name != "smollm2-135m-instruct":
-        raise BadInput(f"model.path '{path}': the only embedded model is 'embedded:smollm2-135m-instruct'")
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + ".lock"):  # concurrent jobs must not both convert
         if not (out / "config.json").exists():

@@ -14,6 +14,7 @@ A method's diagnostics (`ctx.diagnostics`) are kept in the record of the stage t
 from __future__ import annotations
 
 import gc
+import shutil
 import sys
 from copy import deepcopy
 from dataclasses import replace
@@ -24,10 +25,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from grasp_bench import device, distributed, models
+from grasp_bench import validate as checks
 from grasp_bench.artifacts import (
     BadInput,
     Stage,
     atomic_path,
+    check_json,
+    digest,
     environment,
     load_json,
     read_jsonl,
@@ -35,21 +39,23 @@ from grasp_bench.artifacts import (
     write_jsonl,
     write_text,
 )
-from grasp_bench.data import build_task_files, load_eval, load_train, training_examples
+from grasp_bench.data import load_eval, load_train, training_examples
 from grasp_bench.generate import WeightPaths
 from grasp_bench.layout import method_defaults, method_dirname, plain, run_dir
 from grasp_bench.method import Method, RunContext
 from grasp_bench.tracking import make_logger
 
 __all__ = ["Run", "diagnostics", "ensure_reference", "ensure_reference_cfg", "identity", "method_dirname", "run",
-           "run_dir", "slices"]
+           "run_dir", "slices", "validate"]
 
-# Train settings that decide whether a run may start, never what it computes: not part of a run's identity.
-TRAIN_OPERATIONAL = {"allow_truncation"}
+# Train settings that decide whether a run may start, or how much a kill costs (checkpoints), never what it
+# computes: not part of a run's identity.
+TRAIN_OPERATIONAL = {"allow_truncation", "checkpoint_every"}
 # Train keys added later, at the value that reproduces what runs recorded before them were made with.
 TRAIN_DEFAULTS = {"batching": "padded"}
 SFT = {"_target_": "grasp_bench.method.Method", "name": "sft", "strength": 0.0}
 LEGACY_DIAGNOSTICS = "diagnostics.json"  # where methods wrote diagnostics before they travelled on the RunContext
+STAGES = ("train", "generate", "judge", "metrics")
 
 
 def identity(config_slice: dict) -> dict:
@@ -117,6 +123,12 @@ class Run:
         # built first, so that a bad generator or judge config fails before any training (both are cheap to make)
         self.generator, self.judge = instantiate(cfg.generator), instantiate(cfg.judge)
 
+    def outputs(self) -> dict[str, Path]:
+        """Each stage's output, in stage order."""
+        return {"train": self.dir / "model", "generate": self.dir / "generations.jsonl",
+                "judge": self.dir / "judgments" / f"{self.judge.name}.jsonl",
+                "metrics": self.dir / "metrics" / f"{self.judge.name}.json"}
+
     @property
     def tokenizer(self):
         if self._tokenizer is None:
@@ -125,14 +137,11 @@ class Run:
 
     def stage(self, name: str) -> Stage:
         """One of the run's stages (train, generate, judge, metrics): its output and its config slice."""
-        outputs = {"train": self.dir / "model", "generate": self.dir / "generations.jsonl",
-                   "judge": self.dir / "judgments" / f"{self.cfg.judge.name}.jsonl",
-                   "metrics": self.dir / "metrics" / f"{self.cfg.judge.name}.json"}
         # a knob at its default names no run directory, and a run recorded before the knob existed still counts
         # (unless the method says the runs made before the knob existed behaved otherwise: then they do not count)
         defaults = method_defaults(self.cfg.method.name)
         defaults |= {k: v for k, v in type(self.method).knobs_before.items() if k in defaults}
-        return Stage(self.dir, name, outputs[name], slices(self.cfg)[name], force=name in self.cfg.force,
+        return Stage(self.dir, name, self.outputs()[name], slices(self.cfg)[name], force=name in self.cfg.force,
                      defaults={"method": defaults, "train": TRAIN_DEFAULTS}, identity=identity)
 
     def context(self) -> RunContext:
@@ -171,7 +180,7 @@ class Run:
         stage = self.stage("train")
         if stage.is_done():
             return
-        from grasp_bench.train import effective_optim, train
+        from grasp_bench.train import CHECKPOINTS, effective_optim, train
 
         ctx = self.context()
         examples = None  # tokenised and checked before any weights load
@@ -188,7 +197,8 @@ class Run:
             self.prepare(ctx)
             if ctx.train_rows != checked:  # the method rewrote training rows (a system prompt, mixed-in chat)
                 examples = training_examples(self.tokenizer, ctx.train_rows, self.cfg.train)
-            log = train(model, self.tokenizer, self.method, ctx, on_log=logger.log_step, examples=examples)
+            log = train(model, self.tokenizer, self.method, ctx, on_log=logger.log_step, examples=examples,
+                        checkpoint_key=digest(stage.slice))
         model = self.method.post_train(model, ctx)  # the one call: may edit or merge weights
         if not distributed.is_main():  # every rank trained the same weights; rank 0 writes them
             _free(model, base)
@@ -203,13 +213,11 @@ class Run:
                         optim=effective_optim(self.cfg.train.optim),
                         useful_token_share=sum(shares) / len(shares) if shares else None,
                         **({"diagnostics": ctx.diagnostics} if ctx.diagnostics else {}))
+        shutil.rmtree(self.dir / CHECKPOINTS, ignore_errors=True)  # the stage is done: its checkpoints go
         _free(model, base)
 
     def generate_stage(self) -> None:
-        generator = self.generator
-        if self.method.intervenes_at_eval and not generator.runs_hooks:
-            raise BadInput(f"method '{self.method.name}' applies hooks at generation time, which generator "
-                           f"'{generator.name}' cannot run; use generator=hf")
+        generator = self.generator  # validate() checked that it can run the method's eval-time hooks
         stage = self.stage("generate")
         out = stage.output
         if stage.is_done():
@@ -245,7 +253,7 @@ class Run:
         stage = self.stage("metrics")
         out = stage.output
         if stage.is_done():
-            return load_json(out)
+            return check_json(out, "delete it or rerun with 'force=[metrics]'")
         metrics = {
             "task": self.cfg.task.name, "model": self.cfg.model.name, "method": self.cfg.method.name,
             "variant": method_dirname(self.cfg.method), "strength": float(self.cfg.method.strength),
@@ -292,10 +300,19 @@ def ensure_reference(cfg: DictConfig) -> Path:
     return ref.dir
 
 
+def validate(cfg: DictConfig) -> Run:
+    """Raises BadInput for the first bad knob or input of this run (grasp_bench.validate); loads no model, writes
+    no run file. Returns the run, built."""
+    checks.check_inputs(cfg, STAGES)
+    r = Run(cfg)  # builds the method, generator and judge: each checks its own knobs
+    instantiate(cfg.logger)  # and the logger (built, never started)
+    checks.check_run(r, lambda: Run(ensure_reference_cfg(cfg)))
+    return r
+
+
 def run(cfg: DictConfig) -> dict:
     """Every stage of one run; returns its metrics (empty on ranks other than 0, which only train)."""
-    build_task_files(cfg.task)
-    r = Run(cfg)
+    r = validate(cfg)  # every knob and input, before anything is written
     main = distributed.is_main()
     r.dir.mkdir(parents=True, exist_ok=True)  # every rank: a method's prepare() may cache files in it
     if main:

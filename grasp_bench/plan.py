@@ -62,48 +62,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from grasp_bench.artifacts import BadInput
-from grasp_bench.layout import CONF_DIR, run_dir
+from grasp_bench.jobs import expand
+from grasp_bench.layout import run_dir
 
 EMBEDDED = "embedded:smollm2-135m-instruct"
 MODES = ("padded", "length_grouped", "padding_free")  # the batching modes `auto` resolves among
 GB = 1e9
-
-
-# ---------------------------------------------------------------- jobs
-
-
-def expand(overrides: list[str], multirun: bool = False) -> list[DictConfig]:
-    """The composed config of every job `grasp-bench <overrides>` would run (with `-m`: `multirun`): the steps of
-    Hydra's `Hydra.multirun` and `BasicSweeper.sweep` (hydra-core 1.3) up to launching, with the configured sweeper."""
-    from hydra._internal.hydra import Hydra
-    from hydra._internal.utils import create_config_search_path
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.plugins import Plugins
-    from hydra.core.utils import setup_globals
-    from hydra.types import HydraContext, RunMode
-
-    setup_globals()  # the resolvers Hydra registers before composing (now, hydra)
-    GlobalHydra.instance().clear()
-    hydra = Hydra.create_main_hydra2(task_name="grasp-bench", config_search_path=create_config_search_path(str(CONF_DIR)))
-    try:
-        if not multirun and hydra.get_mode("config", overrides) != RunMode.MULTIRUN:
-            return [hydra.compose_config("config", overrides, run_mode=RunMode.RUN, with_log_configuration=False)]
-        cfg = hydra.compose_config("config", overrides, run_mode=RunMode.MULTIRUN, with_log_configuration=False)
-        context = HydraContext(config_loader=hydra.config_loader, callbacks=None)
-        sweeper = Plugins.instance().instantiate_sweeper(config=cfg, hydra_context=context, task_function=lambda c: None)
-        arguments = sweeper._parse_config() + list(OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False))
-        parsed = OverridesParser.create(config_loader=hydra.config_loader).parse_overrides(arguments)
-        return [hydra.config_loader.load_sweep_config(cfg, list(job))
-                for batch in sweeper.split_arguments(parsed, None) for job in batch]
-    except BadInput:
-        raise
-    except Exception as e:  # noqa: BLE001 - composition errors are user errors
-        from grasp_bench.cli import _one_line
-
-        raise BadInput(_one_line(e)) from None
-    finally:
-        GlobalHydra.instance().clear()
 
 
 # ---------------------------------------------------------------- tokenizer, model config

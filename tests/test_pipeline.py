@@ -40,6 +40,8 @@ def test_same_config_and_seed_give_the_same_metrics_and_weights(tiny_cfg, tmp_pa
     a, b = tiny_cfg("method=sft"), tiny_cfg("method=sft", f"paths.runs={tmp_path / 'other'}")
     ma, mb = run(a), run(b)
     assert ma == mb
+    for f in ("metrics/rule.json", "generations.jsonl", "judgments/rule.jsonl", "train_log.jsonl"):  # the files too
+        assert (run_dir(a) / f).read_bytes() == (run_dir(b) / f).read_bytes(), f
     wa, wb = (load_file(run_dir(c) / "model" / "adapter_model.safetensors") for c in (a, b))
     assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
     c = tiny_cfg("method=sft", "seed=1", f"paths.runs={tmp_path / 'third'}")

@@ -11,7 +11,7 @@ from grasp_bench import models
 from grasp_bench.artifacts import BadInput
 from grasp_bench.baselines import steering
 from grasp_bench.baselines.directions import capture, response_activations
-from grasp_bench.pipeline import Run, slices
+from grasp_bench.pipeline import Run, slices, validate
 from tests.conftest import tiny_method
 
 
@@ -125,7 +125,7 @@ def test_eval_time_method_refuses_a_generator_without_hooks(shared_cfg):
     cfg = shared_cfg(*tiny_method("steer_eval"))
     OmegaConf.update(cfg, "generator", {"_target_": f"{__name__}.NoHookGenerator", "name": "nohooks"}, merge=False)
     with pytest.raises(BadInput, match="generator=hf"):
-        Run(cfg).generate_stage()
+        validate(cfg)  # before the first training step
 
 
 def test_missing_persona_block_is_a_clear_error(shared_cfg):

@@ -13,7 +13,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from grasp_bench.artifacts import load_json
-from tests.conftest import CONF, TINY
+from grasp_bench.method import Untrained
+from tests.conftest import CONF, REPO, TINY
 
 SWEEP_TINY = [o for o in TINY if o != "sweep=none"]
 
@@ -25,7 +26,14 @@ def compose_hydra(*overrides: str):
 
 def grasp_bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "grasp_bench", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
+
+
+class FailsAtEval(Untrained):
+    """A job that passes validation and crashes while it runs."""
+
+    def generating(self, model, ctx):
+        raise RuntimeError("broken on purpose")
 
 
 def stamps(d: Path) -> dict[Path, int]:
@@ -55,13 +63,14 @@ def test_launcher_configs_compose_and_instantiate():
 
 def test_failed_job_keeps_the_others_and_a_rerun_resumes(tmp_path):
     runs = tmp_path / "runs"
-    # strength=2 is invalid: those two jobs fail when the method is built; the two others must still finish
-    first = grasp_bench("-m", *SWEEP_TINY, "method=base", "seed=0,1", "method.strength=2,0", f"paths.runs={runs}",
-                        cwd=tmp_path)
+    # two jobs crash while they run; the two others must still finish
+    first = grasp_bench("-m", *SWEEP_TINY, "method=base", "seed=0,1",
+                        "method._target_=tests.test_sweeps.FailsAtEval,grasp_bench.method.Untrained",
+                        f"paths.runs={runs}", cwd=tmp_path)
     assert first.returncode == 1, first.stderr[-3000:]
     assert "error: 2 job(s) failed, the others' results are kept" in first.stderr
     errors = sorted(runs.glob(".hydra/multirun_*/*/job_error.txt"))
-    assert len(errors) == 2 and all("method.strength=2" in e.read_text() for e in errors)
+    assert len(errors) == 2 and all("broken on purpose" in e.read_text() for e in errors)
     results = pd.read_csv(runs / "results.csv")  # the report ran at the end of the sweep anyway
     assert sorted(results["seed"]) == [0, 1] and set(results["strength"]) == {0.0}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from grasp_bench.data import load_eval, render_prompt
 from grasp_bench.generate import WeightPaths
 from grasp_bench.layout import CONF_DIR
 from grasp_bench.method import Method
-from grasp_bench.pipeline import Run, run
+from grasp_bench.pipeline import Run, run, validate
 from grasp_bench.tracking import make_logger
 from grasp_bench.vllm_generate import VLLMGenerator, max_lora_rank
 
@@ -36,10 +37,10 @@ class MergesWeights(Method):
 
 
 def test_eval_time_method_refuses_vllm(tiny_cfg):
-    r = Run(tiny_cfg("method=sft", "generator=vllm"))
-    r.method = EvalHooks(name="sft")
+    cfg = tiny_cfg("method=sft", "generator=vllm", f"generator.python={sys.executable}",
+                   f"method._target_={__name__}.EvalHooks")
     with pytest.raises(BadInput, match="generator=hf"):
-        r.generate_stage()
+        validate(cfg)  # before the first training step
 
 
 @pytest.mark.skipif(HAS_VLLM, reason="checks the error shown where vllm is missing")

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from grasp_bench.artifacts import read_jsonl, write_json
+from grasp_bench.method import Untrained
 from grasp_bench.pipeline import run, run_dir
 from grasp_bench.report import aggregate
 from grasp_bench.tracking import is_secret
@@ -92,10 +93,14 @@ def test_offline_run_mirrors_the_run_directory(tiny_cfg, home):
     assert (Path(cfg.paths.runs) / ".wandb" / "cache").is_dir()  # W&B's own cache went under the runs root
 
 
+class FailsAtEval(Untrained):
+    def generating(self, model, ctx):
+        raise RuntimeError("broken on purpose")
+
+
 def test_failed_job_is_finished_as_failed(tiny_cfg, home, tmp_path):
-    cfg = tiny_cfg("method=base", "logger=wandb", "logger.mode=offline",
-                   f"task.splits.unrelated.path={tmp_path / 'missing.jsonl'}")
-    with pytest.raises(Exception, match="missing.jsonl"):
+    cfg = tiny_cfg("method=base", "logger=wandb", "logger.mode=offline", f"method._target_={__name__}.FailsAtEval")
+    with pytest.raises(RuntimeError, match="broken on purpose"):  # after validation, while the run runs
         run(cfg)
     state = inspect(one_run(run_dir(cfg) / "wandb"), summary=True)
     assert (state["state"], state["exit_code"]) == ("failed", 1)

@@ -17,15 +17,20 @@ ConfigStore.instance().store(group="hydra/sweeper", name="method_grid", node=Met
 
 
 class MethodGridSweeper(BasicSweeper):
-    def split_arguments(self, overrides, max_batch_size):  # the base class calls it through self
+    @staticmethod
+    def expand(jobs, grid_of):
+        """The basic sweeper's jobs, each once per strength of its method's grid (the CLI validates these)."""
         from grasp_bench.sweep import expand_grids
 
+        return expand_grids(jobs, grid_of)
+
+    def split_arguments(self, overrides, max_batch_size):  # the base class calls it through self
         jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
         def grid_of(job: list[str]) -> list[float]:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, job)
             return list(cfg.method.get("grid") or [])
 
-        jobs = expand_grids(jobs, grid_of)
+        jobs = self.expand(jobs, grid_of)
         size = max_batch_size or len(jobs) or 1
         return [jobs[i:i + size] for i in range(0, len(jobs), size)]
