@@ -53,10 +53,11 @@ def save_cost(model_name: str, saves: int) -> dict:
     from transformers import Trainer
 
     from grasp_bench import models
-    from grasp_bench.data import tokenize_chat
-    from grasp_bench.train import ChatCollator, training_arguments
+    from grasp_bench.data import ChatCollator, tokenize_chat
+    from grasp_bench.layout import CONF_DIR
+    from grasp_bench.train import training_arguments
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"model={model_name}", "train.max_steps=1"])
     cache = Path(cfg.paths.cache).expanduser()
     tok = models.load_tokenizer(cfg.model, cache)
