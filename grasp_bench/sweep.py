@@ -7,7 +7,7 @@ method's own `grid` (conf/method/<name>.yaml), or once at the configured strengt
 (`sft`, `base`). An explicit `method.strength=...` on the command line wins.
 
     grasp-bench sweep=tradeoff                                     # every method x its grid x seeds
-    grasp-bench sweep=tradeoff 'hydra.sweeper.params.method=caft,restore'
+    grasp-bench sweep=tradeoff "hydra.sweeper.params.method='caft,restore'"
 """
 
 from __future__ import annotations
