@@ -111,7 +111,7 @@ def tokenizer_source(path: str, cache: str | Path) -> tuple[str, dict]:
     """Where `from_pretrained` finds a model's tokenizer and config without building or reading its weights:
     the built-in models' checkpoint once built, before that the embedded GGUF (both use its tokenizer)."""
     kind, _, name = path.partition(":")
-    if kind not in ("embedded", "tiny") or not name:
+    if kind not in ("embedded", *TINY) or not name:
         return resolve_path(path, cache), {}
     built = Path(cache).expanduser() / "models" / f"{kind}-{name}"
     if (built / "config.json").exists():
