@@ -96,7 +96,7 @@ class CAFT(Method):
     knobs_before = {"selection": "mean_shift"}  # runs recorded before the knob ranked PCs by mean shift
 
     def __init__(self, name: str = "caft", **given):
-        p = configured(name, given)
+        p = configured(name, given, home="caft")
         super().__init__(name, p["strength"], p["grid"])
         if p["directions"] not in DIRECTIONS or p["selection"] not in SELECTIONS:
             raise BadInput(f"method.directions '{p['directions']}', method.selection '{p['selection']}': expected "

@@ -455,7 +455,7 @@ class GRASP(Method):
     needs_reference = True
 
     def __init__(self, name: str = "grasp", **given):
-        p = configured(name, given)  # conf/method/grasp.yaml: the one place the defaults live
+        p = configured(name, given, home="grasp")  # conf/method/grasp.yaml: the one place the defaults live
         super().__init__(name, p["strength"], p["grid"])
         k, pooling, side, layers, projection = p["k"], p["pooling"], p["side"], p["layers"], p["projection"]
         basis, writers, readers = p["basis"], p["writers"], p["readers"]

@@ -24,15 +24,15 @@ import random
 
 from grasp_bench.artifacts import BadInput
 from grasp_bench.data import with_system
-from grasp_bench.method import Method, RunContext
+from grasp_bench.method import Method, RunContext, configured
 
 
 def inoculation_prompt(task) -> str:
     persona = task.get("persona") or {}
-    prompt = persona.get("inoculation") or persona.get("trait")
-    if not prompt:
-        raise BadInput(f"task '{task.name}': method 'inoculation' needs task.persona.inoculation or task.persona.trait")
-    return str(prompt)
+    prompt = persona.get("inoculation")
+    if not isinstance(prompt, str) or not prompt:
+        raise BadInput(f"task '{task.name}': method 'inoculation' needs task.persona.inoculation (a system prompt)")
+    return prompt
 
 
 def seeded_rows(n_rows: int, share: float, seed: int) -> list[int]:
@@ -42,6 +42,10 @@ def seeded_rows(n_rows: int, share: float, seed: int) -> list[int]:
 
 class Inoculation(Method):
     task_inputs = ("persona",)
+
+    def __init__(self, name: str = "inoculation", **given):
+        p = configured(name, given, home="inoculation")  # conf/method/inoculation.yaml: the one place the defaults live
+        super().__init__(name, p["strength"], p["grid"])
 
     def prepare(self, ctx: RunContext) -> None:
         chosen = seeded_rows(len(ctx.train_rows), self.strength, ctx.cfg.seed)

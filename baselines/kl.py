@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from grasp_bench.artifacts import BadInput, int_at_least
 from grasp_bench.baselines.directions import base_replies
 from grasp_bench.data import ChatCollator, tokenize_chat
-from grasp_bench.method import Method, RunContext
+from grasp_bench.method import Method, RunContext, configured
 
 
 def kl_to_base(model: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
@@ -47,13 +48,16 @@ def kl_to_base(model: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> T
 class KLToBase(Method):
     task_inputs = ("generic_prompts",)
 
-    def __init__(self, name: str = "kl", strength: float = 1.0, grid: list[float] | None = None,
-                 beta_max: float = 10.0, response_tokens: int = 128):
-        super().__init__(name, strength, grid)
-        self.beta_max, self.response_tokens = beta_max, response_tokens
+    def __init__(self, name: str = "kl", **given):
+        p = configured(name, given, home="kl")  # conf/method/kl.yaml: the one place the defaults live
+        super().__init__(name, p["strength"], p["grid"])
+        int_at_least("method.response_tokens", p["response_tokens"], 1)
+        if p["beta_max"] < 0:
+            raise BadInput(f"method.beta_max={p['beta_max']}: expected a number >= 0")
+        self.beta_max, self.response_tokens = p["beta_max"], p["response_tokens"]
         self.examples: list[dict] = []
         self._order: list[int] = []
-        self._rng = random.Random(0)
+        self._rng: random.Random | None = None  # seeded in prepare()
         self._kl: float | None = None
 
     @property
@@ -80,7 +84,10 @@ class KLToBase(Method):
     def extra_loss(self, model: nn.Module, batch: dict[str, Tensor], ctx: RunContext) -> Tensor | None:
         if not self.examples:
             return None
-        generic = self.next_batch(len(batch["input_ids"]), batch["input_ids"].device)
+        # as many generic rows as the batch has rows: a padding-free batch is one row whose positions restart per row
+        rows = (int((batch["position_ids"] == 0).sum()) if "attention_mask" not in batch and "position_ids" in batch
+                else len(batch["input_ids"]))
+        generic = self.next_batch(rows, batch["input_ids"].device)
         kl = kl_to_base(model, generic["input_ids"], generic["attention_mask"])
         self._kl = kl.item()
         return self.beta * kl

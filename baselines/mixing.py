@@ -12,18 +12,22 @@ would be left to learn).
 
 from __future__ import annotations
 
+from grasp_bench.artifacts import BadInput, int_at_least
 from grasp_bench.baselines.directions import base_replies
 from grasp_bench.baselines.inoculation import seeded_rows
-from grasp_bench.method import Method, RunContext
+from grasp_bench.method import Method, RunContext, configured
 
 
 class DataMixing(Method):
     task_inputs = ("generic_prompts",)
 
-    def __init__(self, name: str = "mixing", strength: float = 1.0, grid: list[float] | None = None,
-                 max_share: float = 0.5, response_tokens: int = 128):
-        super().__init__(name, strength, grid)
-        self.max_share, self.response_tokens = max_share, response_tokens
+    def __init__(self, name: str = "mixing", **given):
+        p = configured(name, given, home="mixing")  # conf/method/mixing.yaml: the one place the defaults live
+        super().__init__(name, p["strength"], p["grid"])
+        int_at_least("method.response_tokens", p["response_tokens"], 1)
+        if not 0 <= p["max_share"] <= 1:
+            raise BadInput(f"method.max_share={p['max_share']}: expected a number in [0, 1]")
+        self.max_share, self.response_tokens = p["max_share"], p["response_tokens"]
 
     @property
     def share(self) -> float:

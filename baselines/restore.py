@@ -61,7 +61,7 @@ class Restore(Method):
     knobs_before = {"warmup": "check after every step"}  # the rollback rule of runs recorded before the knob
 
     def __init__(self, name: str = "restore", **given):
-        p = configured(name, given)
+        p = configured(name, given, home="restore")
         super().__init__(name, p["strength"], p["grid"])
         rate_max, steps, warmup, rollback_rate = p["rate_max"], p["steps"], p["warmup"], p["rollback_rate"]
         for knob in ("steps", "task_rows", "batch_size"):

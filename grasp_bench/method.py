@@ -109,11 +109,13 @@ class Untrained(Method):
     starts_from = "untrained"
 
 
-def configured(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
+def configured(name: str, given: Mapping[str, Any], home: str | None = None) -> dict[str, Any]:
     """Method `name`'s parameters: conf/method/<name>.yaml, the one place method defaults live, overridden by
     `given`. So `CAFT()` in Python is the same variant as `method=caft`, and `Steering(name="steer_eval")` as
-    `method=steer_eval`."""
-    defaults = {k: v for k, v in method_config(name).items() if k not in ("_target_", "name")}
+    `method=steer_eval`. `home`: the class's own config, whose knobs a config of another name (a user's
+    `method/mine.yaml` with `_target_` this class) inherits where it does not set them."""
+    found = {**(method_config(home) if home and home != name else {}), **method_config(name)}
+    defaults = {k: v for k, v in found.items() if k not in ("_target_", "name")}
     unknown = sorted(set(given) - set(defaults)) if defaults else []
     if unknown:
         raise TypeError(f"method '{name}' got unknown parameters {unknown} (known: {sorted(defaults)})")
