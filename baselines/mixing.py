@@ -24,10 +24,10 @@ class DataMixing(Method):
     def __init__(self, name: str = "mixing", **given):
         p = configured(name, given, home="mixing")  # conf/method/mixing.yaml: the one place the defaults live
         super().__init__(name, p["strength"], p["grid"])
-        int_at_least("method.response_tokens", p["response_tokens"], 1)
-        if not 0 <= p["max_share"] <= 1:
+        if not 0 <= p["max_share"] <= 1:  # at share 1 no task row would be left to learn from
             raise BadInput(f"method.max_share={p['max_share']}: expected a number in [0, 1]")
-        self.max_share, self.response_tokens = p["max_share"], p["response_tokens"]
+        self.max_share = p["max_share"]
+        self.response_tokens = int_at_least("method.response_tokens", p["response_tokens"], 1)
 
     @property
     def share(self) -> float:
