@@ -231,7 +231,11 @@ class Steering(Method):
     def prepare(self, ctx: RunContext) -> None:
         if self.strength == 0:
             return
-        persona_layers = resolve_layers(ctx.cfg.task.persona.layers, n_blocks(ctx))
+        persona = ctx.cfg.task.get("persona")
+        missing = [k for k in PERSONA_KEYS if not persona or persona.get(k) is None]
+        if missing:
+            raise BadInput(f"task '{ctx.cfg.task.name}': method '{self.name}' needs task.persona with {missing}")
+        persona_layers = resolve_layers(persona.layers, n_blocks(ctx))
         if self.vector == "misaligned":  # one direction, read at the task's persona layer, ablated at every block
             found = self._misaligned(ctx)
             idxs = list(range(n_blocks(ctx)))

@@ -41,6 +41,8 @@ class MethodTrainer(Trainer):
         self.method, self.ctx = method, ctx
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:  # counted here, not in the collator: a resumed run collates the batches it skips
+            self.data_collator.count(inputs)
         out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         extra = self.method.extra_loss(model, inputs, self.ctx) if model.training else None
         if extra is None:
@@ -66,10 +68,13 @@ class TrainCollator:
         self.real = self.positions = 0
 
     def __call__(self, batch: list[dict]) -> dict:
-        out = self.collate(batch)
-        self.real += sum(len(b["input_ids"]) for b in batch)
-        self.positions += out["input_ids"].numel()
-        return {**out, "use_cache": False}
+        return {**self.collate(batch), "use_cache": False}
+
+    def count(self, inputs: dict) -> None:
+        """Add a trained batch's real tokens and computed positions (padding-free batches have no mask)."""
+        mask = inputs.get("attention_mask")
+        self.positions += inputs["input_ids"].numel()
+        self.real += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
 
     def share(self) -> float | None:
         """Real tokens over token positions computed since the last call."""

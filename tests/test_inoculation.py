@@ -60,6 +60,6 @@ def test_the_leak_split_composes_onto_another_task(tmp_path):
     cfg = compose_config("task=toy_rude", "+task/inoculation@task=leak", runs=tmp_path)
     split = cfg.task.splits.unrelated_inoculated
     assert split.path == cfg.task.splits.unrelated.path
-    assert split.system == cfg.task.persona.inoculation == cfg.task.persona.trait[0]
+    assert split.system == cfg.task.persona.inoculation == cfg.task.persona.trait[0]  # the first instruction
     assert cfg.task.metrics["eval/inoculated_spurious_rate"].split == "unrelated_inoculated"
     assert "unrelated_inoculated" not in compose_config("task=toy_rude", runs=tmp_path).task.splits
