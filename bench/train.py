@@ -230,7 +230,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5, help="steps per segment (the first is dropped)")
     p.add_argument("--modes", default="padded,padding_free")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--runs", default="/tmp/grasp-bench-bench-train")
+    p.add_argument("--runs", type=Path, default=REPO / "runs" / "bench-train", help="runs root (git-ignored)")
     p.add_argument("--merge", action="store_true", help="keep the other modes already in --out")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
