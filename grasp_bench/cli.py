@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from grasp_bench import layout
 from grasp_bench.artifacts import BadInput
-from grasp_bench.jobs import one_line as _one_line
+from grasp_bench.jobs import one_line
 
 CONF_DIR = str(layout.CONF_DIR)
 
@@ -92,7 +92,7 @@ def _record_failed_job(e: BaseException) -> None:
 
     hc = HydraConfig.get()
     overrides = " ".join(hc.overrides.task)
-    reason = _one_line(e) if isinstance(e, BadInput) else f"{type(e).__name__}: {_one_line(e)}"
+    reason = one_line(e) if isinstance(e, BadInput) else f"{type(e).__name__}: {one_line(e)}"
     text = f"job {hc.job.num} ({overrides}): {reason}\n\n" + "".join(traceback.format_exception(e))
     Path(hc.runtime.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(hc.runtime.output_dir) / JOB_ERROR).write_text(text, encoding="utf-8")
