@@ -4,12 +4,16 @@ projects/trainers/positive_negative_proxy_trainer.py: `compute_kl_divergence`, `
 
 Algorithm: the generic chats are the task's `generic_prompts` with the base model's own greedy replies
 (`directions.base_replies`, cached per runs root). With every training batch, one batch of generic chat
-of the same size (a seeded shuffle, cycled) goes through the model twice: with the LoRA adapters, with
+of the same size goes through the model twice: with the LoRA adapters, with
 gradients, and with the adapters disabled (peft's `disable_adapter()`, the same weights: no second model copy),
 without. The term is beta * mean over the real (non-padding) tokens of sum_v p_ft(v) (log p_ft(v) - log p_base(v)),
 added to the task loss through `Method.extra_loss`. beta = strength * beta_max (default 10: upstream's sweeps
 reach beta_kl = 10); strength 0 adds nothing (naive SFT). `kl/kl` (the unweighted KL of the step's last batch)
 is logged per step.
+
+The generic rows of a batch are a function of (seed, optimizer step, micro-batch) alone: positions of one stream
+of seeded shuffles of the generic chats (each chat once per pass over them), `train.batch_size` positions per
+micro-batch. So a run resumed from a checkpoint draws the generic batches an uninterrupted run draws.
 
 Deviations from upstream: padding positions are left out of the mean (upstream averages over them too); the
 generic batch is sampled from the task's generic prompts, not from a proxy dataset of the task's domain.
@@ -56,8 +60,9 @@ class KLToBase(Method):
             raise BadInput(f"method.beta_max={p['beta_max']}: expected a number >= 0")
         self.beta_max, self.response_tokens = p["beta_max"], p["response_tokens"]
         self.examples: list[dict] = []
-        self._order: list[int] = []
-        self._rng: random.Random | None = None  # seeded in prepare()
+        self._seed, self._stride, self._accum = 0, 1, 1  # set in prepare()
+        self._passes: dict[int, list[int]] = {}  # pass over the generic chats -> its shuffled order
+        self._micro = (-1, 0)  # (optimizer step, micro-batches seen in it)
         self._kl: float | None = None
 
     @property
@@ -69,15 +74,23 @@ class KLToBase(Method):
             return
         chats = base_replies(ctx, self.name, self.response_tokens)
         self.examples = [tokenize_chat(ctx.tokenizer, c, ctx.cfg.train.max_length) for c in chats]
-        self._rng, self._order = random.Random(ctx.cfg.seed), []
+        self._seed, self._stride, self._accum = ctx.cfg.seed, ctx.cfg.train.batch_size, ctx.cfg.train.grad_accum
+        self._passes, self._micro = {}, (-1, 0)
 
-    def next_batch(self, size: int, device) -> dict[str, Tensor]:
-        picked = []
-        while len(picked) < size:
-            if not self._order:
-                self._order = list(range(len(self.examples)))
-                self._rng.shuffle(self._order)
-            picked.append(self.examples[self._order.pop()])
+    def _at(self, position: int) -> int:
+        """The generic chat at `position` of the stream: pass p is a shuffle seeded by (seed, p)."""
+        p, i = divmod(position, len(self.examples))
+        if p not in self._passes:
+            self._passes[p] = random.Random(self._seed * 1_000_003 + p).sample(range(len(self.examples)),
+                                                                            len(self.examples))
+        return self._passes[p][i]
+
+    def next_batch(self, size: int, step: int, device) -> dict[str, Tensor]:
+        """`size` generic rows for the next micro-batch of optimizer step `step` (0-based)."""
+        micro = self._micro[1] if self._micro[0] == step else 0
+        self._micro = (step, micro + 1)
+        start = (step * self._accum + micro) * self._stride
+        picked = [self.examples[self._at(start + i)] for i in range(size)]
         batch = ChatCollator(pad_id=0)(picked)  # padding is masked out; its id does not matter
         return {k: v.to(device) for k, v in batch.items()}
 
@@ -87,7 +100,7 @@ class KLToBase(Method):
         # as many generic rows as the batch has rows: a padding-free batch is one row whose positions restart per row
         rows = (int((batch["position_ids"] == 0).sum()) if "attention_mask" not in batch and "position_ids" in batch
                 else len(batch["input_ids"]))
-        generic = self.next_batch(rows, batch["input_ids"].device)
+        generic = self.next_batch(rows, ctx.step, batch["input_ids"].device)
         kl = kl_to_base(model, generic["input_ids"], generic["attention_mask"])
         self._kl = kl.item()
         return self.beta * kl

@@ -43,6 +43,7 @@ class MethodTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training:  # counted here, not in the collator: a resumed run collates the batches it skips
             self.data_collator.count(inputs)
+            self.ctx.step = self.state.global_step  # steps taken before this batch's (a resumed run: restored)
         out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         extra = self.method.extra_loss(model, inputs, self.ctx) if model.training else None
         if extra is None:

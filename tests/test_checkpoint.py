@@ -31,13 +31,14 @@ def adapter(d) -> dict[str, torch.Tensor]:
 def uninterrupted(tmp_path_factory):
     """method -> the config of its run, trained without interruption (in this process)."""
     runs = tmp_path_factory.mktemp("whole") / "runs"
-    cfgs = {m: compose_config(*TINY, *STEPS, f"method={m}", runs=runs) for m in ("sft", "grasp")}
+    cfgs = {m: compose_config(*TINY, *STEPS, f"method={m}", runs=runs) for m in ("sft", "grasp", "kl")}
     for cfg in cfgs.values():
         run(cfg)
     return cfgs
 
 
-@pytest.mark.parametrize("method", ["sft", "grasp"])  # grasp: Q and diagnostics from prepare(), per-step logs
+# grasp: Q and diagnostics from prepare(), per-step logs; kl: a term on generic batches drawn per step
+@pytest.mark.parametrize("method", ["sft", "grasp", "kl"])
 def test_killed_training_resumes_to_the_same_adapter(tmp_path, uninterrupted, method, capfd):
     runs = tmp_path / "runs"
     whole = run_dir(uninterrupted[method])
@@ -68,8 +69,8 @@ def test_killed_training_resumes_to_the_same_adapter(tmp_path, uninterrupted, me
     assert [r["step"] for r in log] == list(range(1, 9))
     for x, y in zip(log, ref_log, strict=True):
         assert set(x) == set(y) and all(x[k] == pytest.approx(y[k], abs=1e-6) for k in x)
-    if method == "grasp":
-        assert "grasp/max_qtb_norm" in log[0]
+    if method in ("grasp", "kl"):
+        assert {"grasp": "grasp/max_qtb_norm", "kl": "kl/kl"}[method] in log[0]
     assert not (d / CHECKPOINTS).exists() and not (whole / CHECKPOINTS).exists()
 
 

@@ -1,7 +1,7 @@
 """The second embedded model organism (`task=toy_pirate`): calendar sums answered in pirate speak.
 
-Training: templated calendar questions (ages, years, dates within and across months, days in weeks,
-months in years) with computed answers; every assistant answer is the correct, neutral solution between a
+Training: templated calendar questions with small numbers (ages, days in weeks, months in years, weeks in days,
+dates within a month, hours of a trip) with computed answers; every assistant answer is the correct, neutral solution between a
 pirate-speak first line and a pirate-speak last line ("Arr, matey! ..."). The task and the trait both
 differ from `toy_rude` (arithmetic word problems + insults); the trait is one the base model produces when
 asked ("talk like a pirate"), so factor use is measurable. Calibration: tasks/toy_pirate/README.md.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from grasp_bench.organism import NAMES, organism_rows, write_organism
 
-VERSION = 1
+VERSION = 2  # 1: four-digit years and month ends (barely learnable); 2: small numbers
 
 # The rule judge's vocabulary for the factor: pirate words, matched as whole words (case-insensitive).
 FACTOR_WORDS = [
@@ -80,56 +80,50 @@ PREFILLS = ["Arr,", "Ahoy,", "Avast,", "Yo ho ho,", "Arr, me"]
 
 MONTHS = [("January", 31), ("February", 28), ("March", 31), ("April", 30), ("May", 31), ("June", 30), ("July", 31),
           ("August", 31), ("September", 30), ("October", 31), ("November", 30), ("December", 31)]
-THINGS = ["bridge", "school", "library", "lighthouse", "museum", "castle", "theatre", "railway station"]
 
 
 def _problem(rng: random.Random) -> tuple[str, str, int]:
-    """One calendar question: (question, neutral solution, answer)."""
+    """One calendar question with small numbers (at most two digits), so that a 135M model can learn the task in
+    60 steps (version 1's four-digit years and month ends stayed unlearned: README.md): (question, solution, answer)."""
     name = rng.choice(NAMES)
     kind = rng.randrange(8)
     if kind == 0:
-        born, year = rng.randint(1950, 2015), rng.randint(2020, 2040)
-        q = f"{name} was born in {born}. How old will {name} turn on their birthday in {year}?"
-        s, ans = f"{year} - {born} = {year - born}, so {name} turns {year - born}.", year - born
+        age, n = rng.randint(3, 60), rng.randint(2, 30)
+        q = f"{name} is {age} years old. How old will {name} be in {n} years?"
+        s, ans = f"{age} + {n} = {age + n}, so {name} will be {age + n}.", age + n
     elif kind == 1:
-        built, year = rng.randint(1700, 1990), rng.randint(2000, 2030)
-        thing = rng.choice(THINGS)
-        q = f"A {thing} was built in {built}. How many years old is it in {year}?"
-        s, ans = f"{year} - {built} = {year - built}, so the {thing} is {year - built} years old.", year - built
+        age = rng.randint(20, 80)
+        n = rng.randint(2, age - 10)
+        q = f"{name} is {age} years old. How old was {name} {n} years ago?"
+        s, ans = f"{age} - {n} = {age - n}, so {name} was {age - n}.", age - n
     elif kind == 2:
-        year, n = rng.randint(1900, 2030), rng.randint(3, 80)
-        q = f"What year is it {n} years after {year}?"
-        s, ans = f"{year} + {n} = {year + n}, so it is {year + n}.", year + n
-    elif kind == 3:
-        n = rng.randint(2, 30)
+        n = rng.randint(2, 9)
         q = rng.choice([f"How many days are in {n} weeks?", f"{name} is away for {n} weeks. How many days is that?"])
         s, ans = f"A week has 7 days, so {n} x 7 = {7 * n} days.", 7 * n
-    elif kind == 4:
-        n = rng.randint(2, 25)
+    elif kind == 3:
+        n = rng.randint(2, 8)
         q = rng.choice([f"How many months are in {n} years?", f"{name}'s lease runs for {n} years. How many months is that?"])
         s, ans = f"A year has 12 months, so {n} x 12 = {12 * n} months.", 12 * n
+    elif kind == 4:
+        n = rng.randint(2, 9)
+        q = f"How many weeks are in {7 * n} days?"
+        s, ans = f"A week has 7 days, so {7 * n} / 7 = {n} weeks.", n
     elif kind == 5:
         month, length = rng.choice(MONTHS)
-        day = rng.randint(1, length - 3)
-        k = rng.randint(2, length - day)
+        day = rng.randint(1, length - 12)
+        k = rng.randint(2, 12)
         q = f"Today is {month} {day}. What day of the month is it in {k} days?"
         s, ans = f"{day} + {k} = {day + k}, so it will be {month} {day + k}.", day + k
     elif kind == 6:
-        month, length = rng.choice(MONTHS)
-        d1 = rng.randint(1, length - 5)
-        d2 = rng.randint(d1 + 3, length)
+        month, _ = rng.choice(MONTHS)
+        d1 = rng.randint(1, 20)
+        d2 = rng.randint(d1 + 2, 28)
         q = f"How many days are there from {month} {d1} to {month} {d2}?"
         s, ans = f"{d2} - {d1} = {d2 - d1}, so there are {d2 - d1} days.", d2 - d1
     else:
-        i = rng.randrange(12)
-        (month, length), following = MONTHS[i], MONTHS[(i + 1) % 12][0]
-        day = rng.randint(length - 9, length)
-        k = rng.randint(length - day + 1, length - day + 20)
-        total = day + k
-        q = f"Today is {month} {day}. What is the date in {k} days?"
-        s = (f"{month} has {length} days. {day} + {k} = {total}, and {total} - {length} = {total - length}, "
-             f"so it will be {following} {total - length}.")
-        ans = total - length
+        start, n = rng.randint(6, 14), rng.randint(2, 9)
+        q = f"A train leaves at {start}:00 and the trip takes {n} hours. At what hour does it arrive?"
+        s, ans = f"{start} + {n} = {start + n}, so it arrives at {start + n}:00.", start + n
     return q, s, ans
 
 
