@@ -13,6 +13,7 @@ A method's diagnostics (`ctx.diagnostics`) are kept in the record of the stage t
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import shutil
 import sys
@@ -110,6 +111,10 @@ def _free(*objs) -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    try:  # glibc keeps freed heap pages: hand them back, so the next model's load does not stack on them
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 class Run:
