@@ -28,7 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "results" / "checkpoint.json"
-DEMO_WALL_S = 11 * 60 + 58  # README: the embedded comparison's wall time on this CPU (60 steps per fine-tune)
+DEMO_WALL_S = 6 * 60 + 42  # docs/RESULTS.md: `grasp-bench` without checkpoints, idle, this CPU (60 steps per fine-tune)
 
 
 def one(every: int, steps: int, model: str) -> dict:

@@ -185,6 +185,14 @@ class Run:
         stage = self.stage("train")
         if stage.is_done():
             return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        # one trainer per run directory: a job of this run and a concurrent on-demand reference (the same naive
+        # SFT directory) must not both train it; the one that waited finds it done
+        with distributed.exclusive(self.dir / ".train.lock"):
+            if not stage.is_done():
+                self._train(stage, logger)
+
+    def _train(self, stage: Stage, logger) -> None:
         from grasp_bench.train import CHECKPOINTS, effective_optim, train
 
         ctx = self.context()
@@ -295,13 +303,12 @@ def ensure_reference_cfg(cfg: DictConfig) -> DictConfig:
 
 
 def ensure_reference(cfg: DictConfig) -> Path:
-    """The naive SFT run of the same task/model/seed, trained on demand (once, under a file lock)."""
+    """The naive SFT run of the same task/model/seed, trained on demand (once: train_stage holds its lock)."""
     ref = Run(ensure_reference_cfg(cfg))
-    ref.dir.mkdir(parents=True, exist_ok=True)
-    with distributed.exclusive(ref.dir / ".train.lock"):
-        if distributed.is_main() and not (ref.dir / "stages" / "train.json").exists():
-            print(f"[grasp-bench] building the reference run {ref.dir}", file=sys.stderr)
-        ref.train_stage(make_logger(None))
+    if distributed.is_main() and not ref.stage("train").is_done():
+        print(f"[grasp-bench] building the reference run {ref.dir} (or waiting for the job that trains it)",
+              file=sys.stderr)
+    ref.train_stage(make_logger(None))  # under the run directory's lock
     return ref.dir
 
 

@@ -1,18 +1,22 @@
-"""Concurrent jobs that need the same naive SFT reference run: exactly one of them trains it."""
+"""Concurrent jobs that need the same naive SFT reference run, or are that run (`method=sft`): exactly one of them
+trains it."""
 
 from __future__ import annotations
 
 import multiprocessing
 from pathlib import Path
 
+import pytest
+
 from grasp_bench.artifacts import load_json
 from tests.conftest import TINY, compose_config
 
 
-def _build_reference(runs: str, counter: str, start, out) -> None:
-    """In a fresh process: count every real training call, wait for the other process, build the reference."""
+def _build_reference(runs: str, counter: str, start, out, how: str = "reference") -> None:
+    """In a fresh process: count every real training call, wait for the other process, then build the reference
+    on demand (`how="reference"`, as a method that needs it does) or train it as a plain `method=sft` job."""
     import grasp_bench.train
-    from grasp_bench.pipeline import ensure_reference
+    from grasp_bench.pipeline import Run, ensure_reference, run
 
     real_train = grasp_bench.train.train
 
@@ -24,14 +28,21 @@ def _build_reference(runs: str, counter: str, start, out) -> None:
     grasp_bench.train.train = counted_train  # a spy: the real training still runs
     cfg = compose_config(*TINY, "method=sft", runs=Path(runs))
     start.wait(timeout=120)
-    out.put(str(ensure_reference(cfg)))
+    if how == "reference":
+        out.put(str(ensure_reference(cfg)))
+    else:
+        cfg.stages = ["train"]
+        run(cfg)
+        out.put(str(Run(cfg).dir))
 
 
-def test_two_processes_train_the_reference_once(runs, tmp_path):
+@pytest.mark.parametrize("second", ["reference", "plain"])
+def test_two_processes_train_the_reference_once(runs, tmp_path, second):
     spawn = multiprocessing.get_context("spawn")  # fresh interpreters, as two launcher workers would be
     counter = tmp_path / "train_calls.txt"
     start, out = spawn.Barrier(2), spawn.Queue()
-    workers = [spawn.Process(target=_build_reference, args=(str(runs), str(counter), start, out)) for _ in range(2)]
+    workers = [spawn.Process(target=_build_reference, args=(str(runs), str(counter), start, out, how))
+               for how in ("reference", second)]
     for w in workers:
         w.start()
     for w in workers:
