@@ -13,6 +13,9 @@ The verdict (`frontier`, the first table of each section of results.md): per met
   variant's points and SFT's (its strength 0), against the reference point task_score 0, spurious_rate 1 (the
   worst corner: the area is in [0, 1], 1 for a perfect task without spurious behaviour); mean and t-interval.
 
+With two or more tasks verdicted for one model and judge, results.md opens with their verdicts side by side (each
+method's cut and rank per task) and names the methods whose rank changes between tasks.
+
 Cross-run metrics: a task's config may name functions under `report_metrics` (e.g. political_finance's
 `eval/lean_drift` against the base run of the same seed); each is called with every metrics file of the task
 and its columns are added to that row. The task config is the run's own config.yaml, else the shipped
@@ -192,6 +195,30 @@ def frontier_markdown(front: pd.DataFrame, task: str, model: str, judge: str) ->
                     "spurious-rate rows of the chosen runs (SFT's where none qualified), summed over seeds.", ""]
 
 
+def across_tasks_markdown(front: pd.DataFrame) -> list[str]:
+    """Per (model, judge) verdicted on two or more tasks: every variant's cut and rank on each task side by side,
+    and the variants whose rank differs between tasks (where a one-organism ranking would mislead)."""
+    lines = []
+    if not len(front):
+        return lines
+    for (model, judge), part in front.groupby(["model", "judge"], sort=False):
+        tasks = list(dict.fromkeys(part["task"]))
+        if len(tasks) < 2:
+            continue
+        ranks = {t: {v: i for i, v in enumerate(part[part["task"] == t]["variant"], start=1)} for t in tasks}
+        cuts = {t: part[part["task"] == t].set_index("variant")["cut"] for t in tasks}
+        variants = list(dict.fromkeys(v for t in tasks for v in ranks[t]))
+        lines += [f"### Across tasks: {model} (judge: {judge})", "",
+                  "| method | " + " | ".join(f"{t}: cut (rank)" for t in tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
+        for v in variants:
+            cells = [f"{cuts[t][v]:.3f} ({ranks[t][v]})" if v in ranks[t] else "– (not run)" for t in tasks]
+            lines.append(f"| {v} | " + " | ".join(cells) + " |")
+        moved = [v for v in variants if len({ranks[t][v] for t in tasks if v in ranks[t]}) > 1]
+        lines += ["", "Rank changes between tasks: " + (", ".join(moved) if moved else "none") + " (cut: the verdict "
+                  "of each task's section; rank among the methods run on that task).", ""]
+    return lines
+
+
 def _order(metric_cols: list[str]) -> list[str]:
     first = [c for c in (X, Y) if c in metric_cols]
     return first + [c for c in metric_cols if c not in first]
@@ -199,12 +226,13 @@ def _order(metric_cols: list[str]) -> list[str]:
 
 def markdown(table: pd.DataFrame, front: pd.DataFrame | None = None) -> str:
     """Per (task, model, judge): the verdict (`frontier`, when given), then one table of every run group, base and
-    sft first; n, unscored (and excluded, where metrics files report it) per metric, summed over seeds."""
+    sft first (with the verdict, the tasks side by side per model come first: `across_tasks_markdown`); n, unscored
+    (and excluded, where metrics files report it) per metric, summed over seeds."""
     metric_cols = _order([c for c in table.columns if c.startswith("eval/")
                           and not c.endswith(("_std", *COUNTS, "_seed_ci_low", "_seed_ci_high"))])
     counts = [s for s in COUNTS if any(f"{c}{s}" in table for c in metric_cols)]
     names = {"_n": "n", "_n_unscored": "unscored", "_n_excluded": "excluded"}
-    lines = []
+    lines = across_tasks_markdown(front) if front is not None else []
     rank = {"base": 0, "sft": 1}
     for (task, model, judge), part in table.groupby(["task", "model", "judge"], sort=False):
         part = part.sort_values(["variant", "strength"], key=lambda c: c.map(lambda v: (rank.get(v, 2), v))

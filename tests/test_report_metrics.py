@@ -63,11 +63,11 @@ def test_pareto_frontier():
     assert pareto(pts) == [(0.3, 0.2), (0.5, 0.5), (0.6, 0.7)]
 
 
-def write_runs(root, rows):
+def write_runs(root, rows, task="toy"):
     for method, strength, seed, x, y in rows:
-        d = root / "toy" / "m" / method / f"strength={strength:g}" / f"seed={seed}"
+        d = root / task / "m" / method / f"strength={strength:g}" / f"seed={seed}"
         write_json(d / "metrics" / "rule.json", {
-            "task": "toy", "model": "m", "method": method, "variant": method, "strength": strength, "seed": seed,
+            "task": task, "model": "m", "method": method, "variant": method, "strength": strength, "seed": seed,
             "judge": "rule", "eval/task_score": x, "eval/task_score_n": 100, "eval/task_score_n_unscored": 0,
             "eval/spurious_rate": y, "eval/spurious_rate_n": 60, "eval/spurious_rate_n_unscored": 1})
 
@@ -148,3 +148,18 @@ def test_frontier_verdict_ranks_methods_by_the_cut_at_three_points_task_cost(tmp
     assert verdict[2].split(" | ")[6] == "grasp"
     assert verdict[3].split(" | ")[6] == "– (one seed)"
     assert verdict[4].split(" | ")[6] == "none"  # caft's interval is below both
+
+
+def test_two_tasks_side_by_side_name_the_methods_whose_rank_changes(tmp_path):
+    common = [("base", 0.0, 0, 0.1, 0.0), ("sft", 0.0, 0, 0.50, 0.90)]
+    write_runs(tmp_path, common + [("grasp", 1.0, 0, 0.49, 0.30), ("restore", 1.0, 0, 0.48, 0.60),
+                                   ("kl", 1.0, 0, 0.48, 0.80)], task="rude")
+    write_runs(tmp_path, common + [("grasp", 1.0, 0, 0.49, 0.85), ("restore", 1.0, 0, 0.50, 0.20)], task="pirate")
+    aggregate(tmp_path, quiet=True)
+    md = (tmp_path / "results.md").read_text()
+    assert md.startswith("### Across tasks: m (judge: rule)")
+    rows = [line for line in md.split("\n\n")[1].splitlines() if line.startswith("| ")]
+    assert rows[0] == "| method | pirate: cut (rank) | rude: cut (rank) |"
+    assert rows[1:] == ["| restore | 0.700 (1) | 0.300 (2) |", "| grasp | 0.050 (2) | 0.600 (1) |",
+                        "| kl | – (not run) | 0.100 (3) |"]
+    assert "Rank changes between tasks: restore, grasp (" in md  # kl ran on one task: no change to name
