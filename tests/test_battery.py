@@ -184,6 +184,7 @@ def check(code: int | None, stderr: str, expected: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr[-3000:]
     assert "Traceback" not in stderr
     assert expected in lines[0], lines[0]
+    print(lines[0])  # the case's message: `pytest tests/test_battery.py -rP` lists every case with it
 
 
 @pytest.mark.parametrize("name", list(CASES))
