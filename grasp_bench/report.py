@@ -205,15 +205,16 @@ def across_tasks_markdown(front: pd.DataFrame) -> list[str]:
         tasks = list(dict.fromkeys(part["task"]))
         if len(tasks) < 2:
             continue
-        ranks = {t: {v: i for i, v in enumerate(part[part["task"] == t]["variant"], start=1)} for t in tasks}
-        cuts = {t: part[part["task"] == t].set_index("variant")["cut"] for t in tasks}
-        variants = list(dict.fromkeys(v for t in tasks for v in ranks[t]))
+        # frontier() sorts each task's variants by cut: the rank is the position
+        by_task = {t: {r.variant: (r.cut, rank) for rank, r in enumerate(part[part["task"] == t].itertuples(), start=1)}
+                   for t in tasks}
+        variants = list(dict.fromkeys(v for t in tasks for v in by_task[t]))
         lines += [f"### Across tasks: {model} (judge: {judge})", "",
                   "| method | " + " | ".join(f"{t}: cut (rank)" for t in tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
         for v in variants:
-            cells = [f"{cuts[t][v]:.3f} ({ranks[t][v]})" if v in ranks[t] else "– (not run)" for t in tasks]
+            cells = ["{:.3f} ({})".format(*by_task[t][v]) if v in by_task[t] else "– (not run)" for t in tasks]
             lines.append(f"| {v} | " + " | ".join(cells) + " |")
-        moved = [v for v in variants if len({ranks[t][v] for t in tasks if v in ranks[t]}) > 1]
+        moved = [v for v in variants if len({by_task[t][v][1] for t in tasks if v in by_task[t]}) > 1]
         lines += ["", "Rank changes between tasks: " + (", ".join(moved) if moved else "none") + " (cut: the verdict "
                   "of each task's section; rank among the methods run on that task).", ""]
     return lines

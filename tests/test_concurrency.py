@@ -16,7 +16,7 @@ def _build_reference(runs: str, counter: str, start, out, how: str = "reference"
     """In a fresh process: count every real training call, wait for the other process, then build the reference
     on demand (`how="reference"`, as a method that needs it does) or train it as a plain `method=sft` job."""
     import grasp_bench.train
-    from grasp_bench.pipeline import Run, ensure_reference, run
+    from grasp_bench.pipeline import ensure_reference, run, run_dir
 
     real_train = grasp_bench.train.train
 
@@ -33,7 +33,7 @@ def _build_reference(runs: str, counter: str, start, out, how: str = "reference"
     else:
         cfg.stages = ["train"]
         run(cfg)
-        out.put(str(Run(cfg).dir))
+        out.put(str(run_dir(cfg)))
 
 
 @pytest.mark.parametrize("second", ["reference", "plain"])
