@@ -13,7 +13,8 @@ Needs `pip install -c .venv/constraints.txt -e ".[bench]"` (TRL).
   $GRASP_BENCH_MIRROR) with the embedded tokenizer, untruncated.
 - steps.<mode>.<stack>: one optimizer step (forward, backward, clipping, AdamW, schedule) of the embedded model
   with LoRA as conf/model/smollm2_135m.yaml sets it, at train.precision=auto (resolved here), by
-  (a) `grasp_bench`: grasp_bench.train.train with method=sft, its Trainer, collator and callbacks as configured;
+  (a) `grasp_bench`: grasp_bench.train.train with method=sft, its Trainer, collator and callbacks as configured
+      (checkpoints off: bench/checkpoint.py measures them);
   (b) `bare`: a PEFT + torch loop replaying the very batches (a) built, with the same AdamW, linear schedule,
       clipping and autocast; (c) `trl`: TRL's SFTTrainer on the same tokenized rows (labels given, so the loss
       covers the same tokens), the same hyperparameters and the mode's batching (`padding_free=True`).
@@ -21,7 +22,9 @@ Needs `pip install -c .venv/constraints.txt -e ".[bench]"` (TRL).
   start of the epoch (same seed: the same rows per step) and its first step is dropped (warm-up). Per step:
   wall seconds, process CPU seconds, useful tokens; the ratios (a/b, a/c) are of seconds per useful token,
   the median of the per-round ratios, so that load from other jobs on a shared machine cancels out.
-  peak_rss_extra_mb: the process's peak RSS during a stack's steps (VmHWM reset first) minus the RSS before.
+  peak_rss_extra_mb: the process's peak RSS during a stack's steps (VmHWM reset first) minus the RSS before; on
+  CUDA instead peak_cuda_allocated_mb: torch's peak allocated GPU memory during the steps (the three stacks' models
+  stay resident, so it includes the other two's weights). Timing marks synchronise CUDA first.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 OUT = REPO / "bench" / "results" / "train.json"
 STACKS = ("grasp_bench", "bare", "trl")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # where the Trainer (and so every stack) trains
+PEAK = "peak_cuda_allocated_mb_max" if DEVICE == "cuda" else "peak_rss_extra_mb_max"
 
 
 def rss_mb(field: str = "VmRSS") -> float:
@@ -54,6 +59,14 @@ def reset_peak_rss() -> None:
         Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM to the current RSS
     except OSError:
         pass
+    if DEVICE == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def mark(marks: list[tuple[float, float]]) -> None:
+    if DEVICE == "cuda":  # kernels run asynchronously: a step ends when the GPU is done with it
+        torch.cuda.synchronize()
+    marks.append((time.perf_counter(), time.process_time()))
 
 
 def machine() -> dict:
@@ -108,7 +121,7 @@ class Stacks:
         self.batches: list[dict] = []  # what grasp_bench's collator built, replayed by the bare loop
 
     def _timed(self, marks: list[tuple[float, float]]):
-        return lambda *_: marks.append((time.perf_counter(), time.process_time()))
+        return lambda *_: mark(marks)
 
     def grasp_bench(self, marks):
         import grasp_bench.train as gt
@@ -130,20 +143,21 @@ class Stacks:
     def bare(self, marks):
         from transformers import get_linear_schedule_with_warmup
 
-        model, train = self.models["bare"], self.cfg.train
+        model, train = self.models["bare"].to(DEVICE), self.cfg.train
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
         sched = get_linear_schedule_with_warmup(opt, train.warmup_steps, self.steps)
         for batch in self.batches:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            batch = {k: v.to(DEVICE) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=self.bf16):
                 loss = model(**batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, train.max_grad_norm)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            marks.append((time.perf_counter(), time.process_time()))
+            mark(marks)
 
     def trl(self, marks, padding_free: bool):
         from datasets import Dataset
@@ -161,7 +175,7 @@ class Stacks:
             gradient_accumulation_steps=train.grad_accum, learning_rate=train.lr, max_steps=self.steps,
             lr_scheduler_type=train.scheduler, warmup_steps=train.warmup_steps, weight_decay=train.weight_decay,
             max_grad_norm=train.max_grad_norm, optim=train.optim, bf16=self.bf16, logging_steps=1,
-            save_strategy="no", report_to=[], seed=self.cfg.seed, data_seed=self.cfg.seed, use_cpu=True,
+            save_strategy="no", report_to=[], seed=self.cfg.seed, data_seed=self.cfg.seed, use_cpu=DEVICE == "cpu",
             dataloader_num_workers=0, padding_free=padding_free, max_length=None, disable_tqdm=True,  # rows come truncated
             gradient_checkpointing=False)  # TRL's default is True: ~1.4x the step, not what the others do
         trainer = SFTTrainer(model=self.models["trl"], args=args, train_dataset=Dataset.from_list(self.examples),
@@ -197,7 +211,7 @@ def bench_mode(cfg, mode: str, rounds: int, steps: int) -> dict:
             rss0 = rss_mb()
             reset_peak_rss()
             stacks.trl(marks, mode == "padding_free") if s == "trl" else getattr(stacks, s)(marks)
-            peaks[s].append(rss_mb("VmHWM") - rss0)
+            peaks[s].append(torch.cuda.max_memory_allocated() / 2 ** 20 if DEVICE == "cuda" else rss_mb("VmHWM") - rss0)
             runs[s].append(per_step(marks, stacks.batches))
             print(f"[bench] {mode} round {r} {s}: " + " ".join(f"{x['wall_s']:.2f}" for x in runs[s][-1]) + " s/step",
                   file=sys.stderr)
@@ -212,7 +226,7 @@ def bench_mode(cfg, mode: str, rounds: int, steps: int) -> dict:
                   "step_cpu_s_median": statistics.median(x["cpu_s"] for x in flat),
                   "useful_tokens_per_s": 1 / sec_per_token(flat, "wall_s"),
                   "useful_token_share": sum(x["useful_tokens"] for x in flat) / sum(x["positions"] for x in flat),
-                  "peak_rss_extra_mb_max": max(peaks[s]), "steps_timed": len(flat)}
+                  PEAK: max(peaks[s]), "steps_timed": len(flat)}
     for other in ("bare", "trl"):
         for key in ("wall_s", "cpu_s"):
             ratios = [sec_per_token(runs["grasp_bench"][r], key) / sec_per_token(runs[other][r], key)
@@ -244,7 +258,9 @@ def main() -> None:
     from grasp_bench.layout import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["sweep=none", f"paths.runs={args.runs}"])
+        # no checkpoints: at --steps 12 the default (every 10% of a run) would save every 2nd step, not a run's
+        # share; what checkpoints cost is bench/checkpoint.py's
+        cfg = compose("config", overrides=["sweep=none", f"paths.runs={args.runs}", "train.checkpoint_every=0"])
     build_task_files(cfg.task)
     from grasp_bench import models
 

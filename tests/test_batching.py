@@ -23,12 +23,16 @@ def _rows(cfg, n: int):
     return tok, examples
 
 
-def test_padding_free_loss_and_gradients_equal_padded(tiny_cfg):
+CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")])
+
+
+@pytest.mark.parametrize("dev", ["cpu", CUDA])  # on CUDA: the SDPA kernels with the packed-rows mask, fp32
+def test_padding_free_loss_and_gradients_equal_padded(tiny_cfg, dev):
     cfg = tiny_cfg("model.lora.dropout=0.0")
     tok, examples = _rows(cfg, 6)
     lengths = [len(e["input_ids"]) for e in examples]
     assert len(set(lengths)) > 1, "rows of different lengths, so the padded batch holds padding"
-    model = models.add_lora(models.load_base(cfg.model, cfg.paths.cache), cfg.model, seed=0)
+    model = models.add_lora(models.load_base(cfg.model, cfg.paths.cache), cfg.model, seed=0).to(dev)
     with torch.no_grad():  # LoRA B starts at zero: give the adapter an effect, so its gradients are not trivial
         for name, p in model.named_parameters():
             if "lora_B" in name:
@@ -40,8 +44,11 @@ def test_padding_free_loss_and_gradients_equal_padded(tiny_cfg):
         loss.backward()
         return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
-    padded = TrainCollator("padded", tok.pad_token_id)(examples)
-    flat = TrainCollator("padding_free", tok.pad_token_id)(examples)
+    def on_device(batch):
+        return {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    padded = on_device(TrainCollator("padded", tok.pad_token_id)(examples))
+    flat = on_device(TrainCollator("padding_free", tok.pad_token_id)(examples))
     assert flat["input_ids"].shape == (1, sum(lengths)) and "attention_mask" not in flat
     loss_p, grads_p = loss_and_grads(padded)
     loss_f, grads_f = loss_and_grads(flat)
