@@ -263,6 +263,12 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return sorted(set(front))
 
 
+# more methods than matplotlib's default cycle of 10 colours: tab20's dark then light hues, and a marker per method
+COLORS = [f"C{i}" for i in range(10)] + ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2",
+                                          "#c7c7c7", "#dbdb8d", "#9edae5"]
+MARKERS = "o^vD<>PXhp"
+
+
 def plot(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     import matplotlib
 
@@ -276,14 +282,14 @@ def plot(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
         means = part.groupby(["variant", "strength"])[[X, Y]].mean()
         spread = part.groupby(["variant", "strength"])[[X, Y]].std().fillna(0.0)
-        for variant, v in means.groupby(level=0):
+        for i, (variant, v) in enumerate(means.groupby(level=0)):
             v = v.droplevel(0).sort_index()
             s = spread.loc[variant].reindex(v.index)
-            kind = "o-"
+            kind = f"{MARKERS[i % len(MARKERS)]}-"
             if variant in ("base", "sft"):
                 kind = "*" if variant == "base" else "s"
             ax.errorbar(v[X], v[Y], xerr=s[X], yerr=s[Y], fmt=kind, ms=11 if variant in ("base", "sft") else 6,
-                        capsize=3, label=variant)
+                        capsize=3, label=variant, color=COLORS[i % len(COLORS)])
             for strength, row in v.iterrows():
                 if variant not in ("base", "sft") and len(v) > 1:
                     ax.annotate(f"{strength:g}", (row[X], row[Y]), textcoords="offset points", xytext=(4, 4), fontsize=7)
