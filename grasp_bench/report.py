@@ -263,10 +263,7 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return sorted(set(front))
 
 
-# more methods than matplotlib's default cycle of 10 colours: tab20's dark then light hues, and a marker per method
-COLORS = [f"C{i}" for i in range(10)] + ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2",
-                                          "#c7c7c7", "#dbdb8d", "#9edae5"]
-MARKERS = "o^vD<>PXhp"
+MARKERS = "o^vD<>PXhp"  # with tab20's dark then light hues: more methods than the default cycle's 10 colours
 
 
 def plot(df: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -278,6 +275,8 @@ def plot(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     paths = []
     if X not in df or Y not in df:
         return paths
+    tab20 = matplotlib.colormaps["tab20"].colors
+    colors = tab20[0::2] + tab20[1::2]
     for (task, model, judge), part in df.groupby(["task", "model", "judge"], sort=False):
         fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
         means = part.groupby(["variant", "strength"])[[X, Y]].mean()
@@ -289,7 +288,7 @@ def plot(df: pd.DataFrame, out_dir: Path) -> list[Path]:
             if variant in ("base", "sft"):
                 kind = "*" if variant == "base" else "s"
             ax.errorbar(v[X], v[Y], xerr=s[X], yerr=s[Y], fmt=kind, ms=11 if variant in ("base", "sft") else 6,
-                        capsize=3, label=variant, color=COLORS[i % len(COLORS)])
+                        capsize=3, label=variant, color=colors[i % len(colors)])
             for strength, row in v.iterrows():
                 if variant not in ("base", "sft") and len(v) > 1:
                     ax.annotate(f"{strength:g}", (row[X], row[Y]), textcoords="offset points", xytext=(4, 4), fontsize=7)
