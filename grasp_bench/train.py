@@ -17,11 +17,13 @@ import re
 import shutil
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
+from torch.nn import functional as F
 from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback, TrainingArguments
 
 from grasp_bench import distributed
@@ -33,18 +35,65 @@ from grasp_bench.method import Method, RunContext
 CHECKPOINTS = "trainer"  # the Trainer's output dir in a run directory: checkpoints while the train stage runs
 
 
+IGNORE = -100  # the label of a position without loss (prompt, padding, a packed row's first token)
+
+
+def label_positions(labels: torch.Tensor) -> torch.Tensor:
+    """(rows, positions - 1) mask of the positions whose next token is a label: where a causal LM has a loss."""
+    return labels[:, 1:] != IGNORE
+
+
+@contextmanager
+def head_at_label_positions(head: nn.Module, labels: torch.Tensor):
+    """Within this block the output head sees only the hidden states of the positions that predict a label,
+    as one row (1, n, hidden); the model's own processing of its logits (scaling, soft-capping) still applies.
+    transformers would compute logits at every position and drop the unlabelled ones in the loss: with a
+    49k-152k vocabulary the head is the largest matmul of a step and its logits the largest tensor, and the
+    prompt and padding positions are ~40% of toy_rude's batches. Any other input shape passes unchanged."""
+    keep = label_positions(labels)
+
+    def select(module, args):
+        hidden = args[0]
+        if hidden.shape[:2] != labels.shape:
+            return None
+        return (hidden[:, :-1][keep].unsqueeze(0), *args[1:])
+
+    handle = head.register_forward_pre_hook(select)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def causal_lm_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """transformers' causal-LM loss (fp32 cross-entropy of each position against the next token; a sum over
+    `num_items_in_batch` when the Trainer counts the accumulated batch, else a mean) on logits made under
+    `head_at_label_positions`, or on logits of every position (then selected here)."""
+    keep = label_positions(labels)
+    logits = outputs.logits
+    logits = logits[0] if logits.shape[:2] != labels.shape else logits[:, :-1][keep]
+    targets = labels[:, 1:][keep]
+    if num_items_in_batch is None:
+        return F.cross_entropy(logits.float(), targets)
+    total = F.cross_entropy(logits.float(), targets, reduction="sum")
+    return total / (num_items_in_batch.to(total.device) if torch.is_tensor(num_items_in_batch) else num_items_in_batch)
+
+
 class MethodTrainer(Trainer):
-    """The Trainer, plus the method's `extra_loss` term (if any) on every training batch."""
+    """The Trainer, plus the method's `extra_loss` term (if any) on every training batch; the task loss has
+    logits only where labels are (`head_at_label_positions`)."""
 
     def __init__(self, *args, method: Method, ctx: RunContext, **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, compute_loss_func=causal_lm_loss, **kwargs)
         self.method, self.ctx = method, ctx
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training:  # counted here, not in the collator: a resumed run collates the batches it skips
             self.data_collator.count(inputs)
             self.ctx.step = self.state.global_step  # steps taken before this batch's (a resumed run: restored)
-        out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        with head_at_label_positions(self.model.get_output_embeddings(), inputs["labels"]):
+            out = super().compute_loss(model, dict(inputs), return_outputs=return_outputs,  # a copy: it pops labels
+                                       num_items_in_batch=num_items_in_batch)
         extra = self.method.extra_loss(model, inputs, self.ctx) if model.training else None
         if extra is None:
             return out

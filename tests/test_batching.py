@@ -11,7 +11,7 @@ import torch
 from grasp_bench import device, models, pipeline
 from grasp_bench.artifacts import BadInput
 from grasp_bench.data import load_train, tokenize_chat
-from grasp_bench.train import TrainCollator
+from grasp_bench.train import TrainCollator, causal_lm_loss, head_at_label_positions, label_positions
 
 
 def _rows(cfg, n: int):
@@ -59,6 +59,50 @@ def test_padding_free_loss_and_gradients_equal_padded(tiny_cfg, dev):
     # with a KV cache transformers would not look for packed rows, and they would attend to each other
     with torch.no_grad():
         assert abs(model(**{**flat, "use_cache": True}).loss.item() - loss_p.item()) > 1e-4
+
+
+@pytest.mark.parametrize("batching", ["padded", "padding_free"])
+def test_loss_at_label_positions_equals_the_models_own(tiny_cfg, batching):
+    """The train stage's loss (the head applied only where a label is) is transformers' loss, with the same
+    gradients, under the Trainer's sum-over-items scaling and as a mean; the head sees only labelled positions."""
+    cfg = tiny_cfg("model.lora.dropout=0.0")
+    tok, examples = _rows(cfg, 5)
+    model = models.add_lora(models.load_base(cfg.model, cfg.paths.cache), cfg.model, seed=0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    batch = TrainCollator(batching, tok.pad_token_id)(examples)
+    labels = batch["labels"]
+    n = int(label_positions(labels).sum())
+    assert 0 < n < labels[:, 1:].numel(), "prompt or padding positions exist, and labelled ones"
+    head = model.get_output_embeddings()
+    seen = []
+    head.register_forward_hook(lambda m, args, out: seen.append(args[0].shape))
+
+    def grads():
+        out = {k: p.grad.clone() for k, p in model.named_parameters() if p.requires_grad}
+        model.zero_grad()
+        return out
+
+    for items in (torch.tensor(n + 3), None):  # the Trainer's count of an accumulated batch; a plain mean
+        kwargs = {} if items is None else {"num_items_in_batch": items}
+        reference = model(**batch, **kwargs).loss
+        reference.backward()
+        reference_grads = grads()
+        with head_at_label_positions(head, labels):
+            outputs = model(**{k: v for k, v in batch.items() if k != "labels"})
+        loss = causal_lm_loss(outputs, labels, items)
+        loss.backward()
+        assert seen[-1] == (1, n, model.config.hidden_size)
+        torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-6)
+        for name, g in grads().items():
+            torch.testing.assert_close(g, reference_grads[name], rtol=1e-4, atol=1e-7, msg=name)
+    # outside the block the head sees every position again, and the loss selects them itself
+    with torch.no_grad():
+        full = model(**{k: v for k, v in batch.items() if k != "labels"})
+        assert seen[-1][:2] == labels.shape
+        torch.testing.assert_close(causal_lm_loss(full, labels), model(**batch).loss, rtol=1e-5, atol=1e-6)
 
 
 def test_auto_resolves_by_capability(monkeypatch, capsys):
