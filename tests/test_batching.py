@@ -12,6 +12,7 @@ from grasp_bench import device, models, pipeline
 from grasp_bench.artifacts import BadInput
 from grasp_bench.data import load_train, tokenize_chat
 from grasp_bench.train import TrainCollator, causal_lm_loss, head_at_label_positions, label_positions
+from tests.conftest import TINY_MODELS
 
 
 def _rows(cfg, n: int):
@@ -61,11 +62,12 @@ def test_padding_free_loss_and_gradients_equal_padded(tiny_cfg, dev):
         assert abs(model(**{**flat, "use_cache": True}).loss.item() - loss_p.item()) > 1e-4
 
 
+@pytest.mark.parametrize("model", TINY_MODELS)
 @pytest.mark.parametrize("batching", ["padded", "padding_free"])
-def test_loss_at_label_positions_equals_the_models_own(tiny_cfg, batching):
+def test_loss_at_label_positions_equals_the_models_own(tiny_cfg, batching, model):
     """The train stage's loss (the head applied only where a label is) is transformers' loss, with the same
     gradients, under the Trainer's sum-over-items scaling and as a mean; the head sees only labelled positions."""
-    cfg = tiny_cfg("model.lora.dropout=0.0")
+    cfg = tiny_cfg(f"model={model}", "model.lora.dropout=0.0")
     tok, examples = _rows(cfg, 5)
     model = models.add_lora(models.load_base(cfg.model, cfg.paths.cache), cfg.model, seed=0)
     with torch.no_grad():
@@ -138,3 +140,26 @@ def test_records_made_before_the_knobs_still_count(tiny_cfg, monkeypatch):
     monkeypatch.setattr(device, "native_bf16", lambda: False)
     with pytest.raises(BadInput, match="train.precision: 'bf16' -> 'fp32'"):
         r.stage("train").is_done()
+
+
+def test_training_applies_the_head_only_at_label_positions(tiny_cfg):
+    """In a real train stage every training forward hands the output head one row of labelled positions, not
+    the (rows, positions) of the batch; evaluation still sees whole batches."""
+    from grasp_bench.pipeline import run
+
+    cfg = tiny_cfg("method=sft")
+    vocab = models.load_base(cfg.model, cfg.paths.cache).config.vocab_size
+    seen = {True: [], False: []}
+
+    def record(module, args, logits):  # a global hook runs before the module's own: read what the head made
+        if isinstance(module, torch.nn.Linear) and module.out_features == vocab:
+            seen[module.training].append(tuple(logits.shape[:2]))
+
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        run(cfg)
+    finally:
+        handle.remove()
+    assert len(seen[True]) == cfg.train.max_steps
+    assert all(rows == 1 and n < cfg.train.batch_size * cfg.train.max_length for rows, n in seen[True])
+    assert seen[False] and max(rows for rows, _ in seen[False]) > 1
