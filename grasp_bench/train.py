@@ -49,7 +49,7 @@ def head_at_label_positions(head: nn.Module, labels: torch.Tensor):
     as one row (1, n, hidden); the model's own processing of its logits (scaling, soft-capping) still applies.
     transformers would compute logits at every position and drop the unlabelled ones in the loss: with a
     49k-152k vocabulary the head is the largest matmul of a step and its logits the largest tensor, and the
-    prompt and padding positions are ~40% of toy_rude's batches. Any other input shape passes unchanged."""
+    prompt and padding positions are ~45% of toy_rude's batches. Any other input shape passes unchanged."""
     keep = label_positions(labels)
 
     def select(module, args):
