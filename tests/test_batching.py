@@ -62,19 +62,21 @@ def test_padding_free_loss_and_gradients_equal_padded(tiny_cfg, dev):
         assert abs(model(**{**flat, "use_cache": True}).loss.item() - loss_p.item()) > 1e-4
 
 
+@pytest.mark.parametrize("dev", ["cpu", CUDA])
 @pytest.mark.parametrize("model", TINY_MODELS)
 @pytest.mark.parametrize("batching", ["padded", "padding_free"])
-def test_loss_at_label_positions_equals_the_models_own(tiny_cfg, batching, model):
+def test_loss_at_label_positions_equals_the_models_own(tiny_cfg, batching, model, dev):
     """The train stage's loss (the head applied only where a label is) is transformers' loss, with the same
     gradients, under the Trainer's sum-over-items scaling and as a mean; the head sees only labelled positions."""
     cfg = tiny_cfg(f"model={model}", "model.lora.dropout=0.0")
     tok, examples = _rows(cfg, 5)
-    model = models.add_lora(models.load_base(cfg.model, cfg.paths.cache), cfg.model, seed=0)
+    model = models.add_lora(models.load_base(cfg.model, cfg.paths.cache), cfg.model, seed=0).to(dev)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.02)
-    batch = TrainCollator(batching, tok.pad_token_id)(examples)
+    batch = {k: v.to(dev) if isinstance(v, torch.Tensor) else v
+             for k, v in TrainCollator(batching, tok.pad_token_id)(examples).items()}
     labels = batch["labels"]
     n = int(label_positions(labels).sum())
     assert 0 < n < labels[:, 1:].numel(), "prompt or padding positions exist, and labelled ones"
