@@ -63,12 +63,12 @@ def test_padding_free_loss_and_gradients_equal_padded(tiny_cfg, dev):
 
 
 @pytest.mark.parametrize("dev", ["cpu", CUDA])
-@pytest.mark.parametrize("model", TINY_MODELS)
+@pytest.mark.parametrize("arch", TINY_MODELS)
 @pytest.mark.parametrize("batching", ["padded", "padding_free"])
-def test_loss_at_label_positions_equals_the_models_own(tiny_cfg, batching, model, dev):
+def test_loss_at_label_positions_equals_the_models_own(tiny_cfg, batching, arch, dev):
     """The train stage's loss (the head applied only where a label is) is transformers' loss, with the same
     gradients, under the Trainer's sum-over-items scaling and as a mean; the head sees only labelled positions."""
-    cfg = tiny_cfg(f"model={model}", "model.lora.dropout=0.0")
+    cfg = tiny_cfg(f"model={arch}", "model.lora.dropout=0.0")
     tok, examples = _rows(cfg, 5)
     model = models.add_lora(models.load_base(cfg.model, cfg.paths.cache), cfg.model, seed=0).to(dev)
     with torch.no_grad():
