@@ -21,7 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from grasp_bench.artifacts import BadInput, atomic_path, digest, read_jsonl
-from grasp_bench.data import chat_batches, load_rows
+from grasp_bench.data import IGNORE, chat_batches, load_rows
 from grasp_bench.hooks import registered
 from grasp_bench.method import RunContext
 
@@ -141,7 +141,7 @@ def response_activations(model: nn.Module, layers: nn.ModuleList, idxs: Sequence
     for batch in chat_batches(tokenizer, conversations, max_length, batch_size, device):
         with capture(layers, idxs) as store:
             model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        response = batch["labels"] != -100
+        response = batch["labels"] != IGNORE
         if not end_of_turn:
             for j in range(len(response)):
                 keep = _content_tokens(tokenizer, conversations[start + j], int(response[j].sum()))

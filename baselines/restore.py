@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from grasp_bench.artifacts import BadInput, int_at_least, write_jsonl
 from grasp_bench.baselines.directions import last_token_states, prompt_rows, resolve_layers, user_turns
-from grasp_bench.data import chat_batches
+from grasp_bench.data import chat_batches, label_positions
 from grasp_bench.method import Method, RunContext, configured
 
 
@@ -146,10 +146,9 @@ class Restoration:
         head = self.model.get_output_embeddings()
         for batch in chat_batches(self.tok, [r["messages"] for r in rows], self.max_length, self.batch_size, device):
             hidden = self.model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
-            targets = batch["labels"][:, 1:]
-            scored = targets != -100  # the logits of scored positions only: the vocabulary is most of the cost
+            scored = label_positions(batch["labels"])  # the logits of scored positions only: the vocabulary is most of the cost
             logits = head(hidden[:, :-1][scored]).float()
-            total += torch.nn.functional.cross_entropy(logits, targets[scored], reduction="sum").item()
+            total += torch.nn.functional.cross_entropy(logits, batch["labels"][:, 1:][scored], reduction="sum").item()
             count += int(scored.sum())
         return math.exp(-total / max(count, 1))
 

@@ -33,9 +33,15 @@ from omegaconf import DictConfig
 from grasp_bench.artifacts import BadInput, digest, load_json, read_jsonl, write_json
 
 ROLES = {"system", "user", "assistant"}
+IGNORE = -100  # the label of a token without loss (prompt, padding): transformers' ignore_index
 TASK_KEYS = {"name", "build", "data_dir", "train", "splits", "metrics", "sampling", "generic_prompts", "factor_prompts",
              "extra_keys", "persona", "report_metrics"}
 
+
+
+def label_positions(labels: torch.Tensor) -> torch.Tensor:
+    """(rows, positions - 1) mask of the positions whose next token is a label: where a causal LM has a loss."""
+    return labels[:, 1:] != IGNORE
 
 def build_task_files(task: DictConfig) -> None:
     unknown = set(task) - TASK_KEYS - set(task.get("extra_keys", []))
@@ -124,7 +130,7 @@ def chat_ids(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
 def cut(prompt_ids: list[int], answer_ids: list[int], max_length: int) -> dict[str, list[int]]:
     """input_ids for the conversation cut to `max_length` tokens at the end, labels only on the answer."""
     return {"input_ids": (prompt_ids + answer_ids)[:max_length],
-            "labels": ([-100] * len(prompt_ids) + answer_ids)[:max_length]}
+            "labels": ([IGNORE] * len(prompt_ids) + answer_ids)[:max_length]}
 
 
 def tokenize_chat(tokenizer, messages: list[dict], max_length: int) -> dict[str, list[int]]:
@@ -189,7 +195,7 @@ class ChatCollator:
     def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
         width = max(len(b["input_ids"]) for b in batch)
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for i, b in enumerate(batch):
             n = len(b["input_ids"])

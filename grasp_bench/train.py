@@ -23,24 +23,16 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from torch.nn import functional as F
 from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback, TrainingArguments
+from transformers.loss.loss_utils import ForCausalLMLoss
 
 from grasp_bench import distributed
 from grasp_bench.artifacts import load_json, write_json
-from grasp_bench.data import ChatCollator, training_examples
+from grasp_bench.data import ChatCollator, label_positions, training_examples
 from grasp_bench.device import resolve_batching, resolve_precision
 from grasp_bench.method import Method, RunContext
 
 CHECKPOINTS = "trainer"  # the Trainer's output dir in a run directory: checkpoints while the train stage runs
-
-
-IGNORE = -100  # the label of a position without loss (prompt, padding, a packed row's first token)
-
-
-def label_positions(labels: torch.Tensor) -> torch.Tensor:
-    """(rows, positions - 1) mask of the positions whose next token is a label: where a causal LM has a loss."""
-    return labels[:, 1:] != IGNORE
 
 
 @contextmanager
@@ -66,17 +58,13 @@ def head_at_label_positions(head: nn.Module, labels: torch.Tensor):
 
 
 def causal_lm_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
-    """transformers' causal-LM loss (fp32 cross-entropy of each position against the next token; a sum over
-    `num_items_in_batch` when the Trainer counts the accumulated batch, else a mean) on logits made under
-    `head_at_label_positions`, or on logits of every position (then selected here)."""
-    keep = label_positions(labels)
+    """transformers' causal-LM loss on logits made under `head_at_label_positions` (their targets are the labels
+    at those positions), or on logits of every position (transformers shifts the labels itself)."""
     logits = outputs.logits
-    logits = logits[0] if logits.shape[:2] != labels.shape else logits[:, :-1][keep]
-    targets = labels[:, 1:][keep]
-    if num_items_in_batch is None:
-        return F.cross_entropy(logits.float(), targets)
-    total = F.cross_entropy(logits.float(), targets, reduction="sum")
-    return total / (num_items_in_batch.to(total.device) if torch.is_tensor(num_items_in_batch) else num_items_in_batch)
+    if logits.shape[:2] == labels.shape:
+        return ForCausalLMLoss(logits, labels, logits.shape[-1], num_items_in_batch)
+    targets = labels[:, 1:][label_positions(labels)]
+    return ForCausalLMLoss(logits, None, logits.shape[-1], num_items_in_batch, shift_labels=targets)
 
 
 class MethodTrainer(Trainer):

@@ -10,8 +10,8 @@ import torch
 
 from grasp_bench import device, models, pipeline
 from grasp_bench.artifacts import BadInput
-from grasp_bench.data import load_train, tokenize_chat
-from grasp_bench.train import TrainCollator, causal_lm_loss, head_at_label_positions, label_positions
+from grasp_bench.data import label_positions, load_train, tokenize_chat
+from grasp_bench.train import TrainCollator, causal_lm_loss, head_at_label_positions
 from tests.conftest import TINY_MODELS
 
 
