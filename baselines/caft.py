@@ -107,6 +107,11 @@ class CAFT(Method):
         self.n_components, self.n_select, self.response_tokens = p["n_components"], p["n_select"], p["response_tokens"]
         self.bases: dict[int, torch.Tensor] = {}  # block -> (d, n) orthonormal columns to ablate
 
+    def task_needs(self) -> tuple[str, ...]:
+        if self.n_ablated == 0 or self.directions == "grasp":  # nothing ablated, or directions from the weights
+            return ()
+        return ("generic_prompts", "persona") if self.selection == "trait" else ("generic_prompts",)
+
     @property
     def n_ablated(self) -> int:
         return math.ceil(self.strength * self.n_select - 1e-9)

@@ -8,8 +8,8 @@ evaluation row are left as they are (evaluation renders the model's default syst
 strength = the share of training rows inoculated: 0 = naive SFT (no row touched), 1 = every row (the papers'
 setting).
 
-The prompt is the task's `persona.inoculation`, or else its `persona.trait` (the persona description that the
-steering baselines use as their trait system prompt). The known leak, the trait rate when the inoculation
+The prompt is the task's `persona.inoculation` (one string; `persona.trait`, the steering baselines' list of
+trait system prompts, is not used in its place). The known leak, the trait rate when the inoculation
 prompt *is* present at evaluation, is a task split for every method (conf/task/inoculation/leak.yaml:
 `eval/inoculated_spurious_rate`), so the naive model's value is there to compare with.
 
@@ -42,6 +42,9 @@ def seeded_rows(n_rows: int, share: float, seed: int) -> list[int]:
 
 class Inoculation(Method):
     task_inputs = ("persona",)
+
+    def task_needs(self) -> tuple[str, ...]:
+        return ("persona.inoculation",) if self.strength > 0 else ()
 
     def __init__(self, name: str = "inoculation", **given):
         p = configured(name, given, home="inoculation")  # conf/method/inoculation.yaml: the one place the defaults live

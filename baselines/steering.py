@@ -228,6 +228,9 @@ class Steering(Method):
     def coef(self) -> float:
         return self.strength * (self.coef_max or 0.0)
 
+    def task_needs(self) -> tuple[str, ...]:
+        return ("generic_prompts", *(f"persona.{k}" for k in PERSONA_KEYS)) if self.strength > 0 else ()
+
     def prepare(self, ctx: RunContext) -> None:
         if self.strength == 0:
             return

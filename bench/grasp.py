@@ -117,7 +117,7 @@ def bench_steps(model_name: str, rounds: int) -> dict:
     Q = torch.linalg.qr(torch.randn(d, 1, generator=torch.Generator().manual_seed(0)))[0]
     def grasp(projection: str, strength: float = 1.0) -> GRASP:  # as `method=grasp` builds it, pooled k = 1 writers
         return instantiate(compose_config("method=grasp", f"method.strength={strength}", "method.pooling=pooled",
-                                          f"method.projection={projection}").method)
+                                          f"method.projection={projection}").method, "method")
 
     variants = {"naive": None, "naive_control": None, "weights": grasp("weights"),
                 "residual_grad": grasp("residual_grad"), "residual_grad_half": grasp("residual_grad", 0.5),

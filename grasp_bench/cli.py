@@ -36,29 +36,33 @@ def validate_jobs(argv: list[str]) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from grasp_bench.jobs import expand
+    from grasp_bench.jobs import expand, job_error, typed_overrides
     from grasp_bench.pipeline import validate
 
     if any(a in ("-h", "--help", "--hydra-help", "--shell-completion", "-sc") for a in argv):
         return
-    try:
-        args = get_args_parser().parse_args(argv)
-    except SystemExit:  # argparse has already printed its one-line usage error
-        raise BadInput(f"cannot parse the command line: {' '.join(argv)}") from None
+    parser = get_args_parser()
+
+    def refuse(message: str):  # instead of argparse's usage page and exit code
+        stray = message.startswith("unrecognized arguments: ") and not message.split(": ", 1)[1].startswith("-")
+        hint = "; options (-m, --config-dir ...) go before the overrides" if stray else ""
+        raise BadInput(f"cannot parse the command line: {message}{hint}")
+
+    parser.error = refuse
+    args = parser.parse_args(argv)
     if args.config_path is not None or args.info is not None or args.experimental_rerun is not None or args.cfg:
         return  # another primary config or an information command: Hydra checks it itself
     configs = expand(args.overrides, multirun=args.multirun, config_dir=args.config_dir,
                      config_name=args.config_name or "config")
-    jobs = [list(cfg.hydra.overrides.task) for cfg in configs]
-    for i, (cfg, job) in enumerate(zip(configs, jobs)):
+    named = typed_overrides(configs)
+    for i, cfg in enumerate(configs):
         HydraConfig.instance().set_config(cfg)
         try:
             with open_dict(cfg):
                 del cfg["hydra"]
             validate(cfg)
         except BadInput as e:
-            swept = " ".join(o for o in job if any(o not in other for other in jobs))  # what names this job
-            raise BadInput(f"job {i} ({swept}): {e}" if len(jobs) > 1 else str(e)) from None
+            raise job_error(i, named, e) from None
         finally:
             HydraConfig.instance().cfg = None
 
@@ -75,12 +79,20 @@ class ReportCallback(Callback):
 
         if not is_main():
             return
-        aggregate(config.paths.runs, logger_cfg=config.get("logger"))
+        try:
+            aggregate(config.paths.runs, logger_cfg=config.get("logger"))
+            damaged = None
+        except BadInput as e:  # a damaged file under paths.runs: every job's results are kept, the table is not made
+            damaged = e
         failed = sorted(Path(config.hydra.sweep.dir).glob(f"**/{JOB_ERROR}"))
         if failed:
             first = failed[0].read_text(encoding="utf-8").splitlines()[0]
             print(f"error: {len(failed)} job(s) failed, the others' results are kept; first: {first} "
                   f"(tracebacks: {', '.join(str(p) for p in failed)})", file=sys.stderr)
+        if damaged is not None:
+            print(f"error: the report: {one_line(damaged)}", file=sys.stderr)
+            sys.exit(2)
+        if failed:
             sys.exit(1)
 
 

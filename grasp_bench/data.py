@@ -19,13 +19,13 @@ is scored.
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra.utils
 import torch
 from filelock import FileLock
 from omegaconf import DictConfig
@@ -38,10 +38,10 @@ TASK_KEYS = {"name", "build", "data_dir", "train", "splits", "metrics", "samplin
              "extra_keys", "persona", "report_metrics"}
 
 
-
 def label_positions(labels: torch.Tensor) -> torch.Tensor:
     """(rows, positions - 1) mask of the positions whose next token is a label: where a causal LM has a loss."""
     return labels[:, 1:] != IGNORE
+
 
 def build_task_files(task: DictConfig) -> None:
     unknown = set(task) - TASK_KEYS - set(task.get("extra_keys", []))
@@ -51,7 +51,26 @@ def build_task_files(task: DictConfig) -> None:
         data_dir = Path(task.data_dir).expanduser()
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(f"{data_dir}.lock"):  # parallel jobs of a sweep must not build the same files twice
-            hydra.utils.get_method(task.build)(data_dir, task)
+            build(task)(data_dir, task)
+
+
+def function_at(path: str) -> Callable | None:
+    """The function `module.name` names, or None. importlib, not hydra.utils.get_method: that one also logs a
+    failure, lines of it before a command's one error line."""
+    module, _, name = str(path).rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except Exception:  # noqa: BLE001 - any import failure: the name is wrong
+        return None
+    return found if callable(found) else None
+
+
+def build(task: DictConfig) -> Callable:
+    """The task's `build` function."""
+    found = function_at(task.build)
+    if found is None:
+        raise BadInput(f"task.build '{task.build}': no such function (task '{task.name}')")
+    return found
 
 
 def already_built(data_dir: Path, recipe: Any) -> bool:

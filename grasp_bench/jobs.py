@@ -64,3 +64,16 @@ def expand(overrides: list[str], multirun: bool = False, config_dir: str | None 
         raise BadInput(one_line(e)) from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def typed_overrides(jobs: list[DictConfig]) -> list[list[str]]:
+    """Each job's command-line overrides as typed (an interpolation such as ${hydra:runtime.cwd} left as it is)."""
+    return [OmegaConf.to_container(job.hydra.overrides.task, resolve=False) for job in jobs]
+
+
+def job_error(i: int, named: list[list[str]], e: BadInput) -> BadInput:
+    """Job i's error, named by the overrides that set it apart from the other jobs (when there are several)."""
+    if len(named) == 1:
+        return e
+    swept = " ".join(o for o in named[i] if any(o not in other for other in named))
+    return BadInput(f"job {i} ({swept}): {e}")

@@ -82,6 +82,11 @@ class Method:
         self.name, self.strength = name, float(strength)
         self.grid = list(grid or [])  # the strengths a trade-off sweep visits (conf/method/<name>.yaml)
 
+    def task_needs(self) -> tuple[str, ...]:
+        """The task keys (dotted paths) this variant reads when it runs: validation refuses a task without one
+        before the first job of a sweep starts. At strength 0 a method is naive SFT and reads none."""
+        return type(self).task_inputs if self.strength > 0 else ()
+
     def prepare(self, ctx: RunContext) -> None:
         """Once before training: find directions, subspaces (cache them in ctx.run_dir); may rewrite
         ctx.train_rows (the training set is tokenised again, and checked, when it does)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import re
 import shutil
 import sys
 from copy import deepcopy
@@ -93,8 +94,9 @@ def slices(cfg: DictConfig) -> dict[str, dict]:
     return {"train": train, "generate": generate, "judge": judge, "metrics": metrics}
 
 
-def instantiate(node: DictConfig):
-    """hydra.utils.instantiate, letting a BadInput raised by the target through unwrapped (one line, exit 2)."""
+def instantiate(node: DictConfig, key: str):
+    """hydra.utils.instantiate of config group `key`, letting a BadInput raised by the target through unwrapped,
+    and an unknown knob (the target's TypeError) as one (one line, exit 2)."""
     try:
         return hydra.utils.instantiate(node, _convert_="all")
     except Exception as e:  # noqa: BLE001 - Hydra wraps whatever the target raised
@@ -103,6 +105,8 @@ def instantiate(node: DictConfig):
             cause = cause.__cause__
         if isinstance(cause, BadInput):
             raise cause from None
+        if isinstance(cause, TypeError) and re.search(r"unexpected keyword argument|unknown parameters", str(cause)):
+            raise BadInput(f"{key}={node.get('name', '?')}: {cause}") from None
         raise
 
 
@@ -120,13 +124,13 @@ def _free(*objs) -> None:
 class Run:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
-        self.method: Method = instantiate(cfg.method)
+        self.method: Method = instantiate(cfg.method, "method")
         self.dir = run_dir(cfg)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.cache = Path(cfg.paths.cache).expanduser()
         self._tokenizer = None
         # built first, so that a bad generator or judge config fails before any training (both are cheap to make)
-        self.generator, self.judge = instantiate(cfg.generator), instantiate(cfg.judge)
+        self.generator, self.judge = instantiate(cfg.generator, "generator"), instantiate(cfg.judge, "judge")
 
     def outputs(self) -> dict[str, Path]:
         """Each stage's output, in stage order."""
@@ -317,7 +321,7 @@ def validate(cfg: DictConfig) -> Run:
     no run file. Returns the run, built."""
     checks.check_inputs(cfg, STAGES)
     r = Run(cfg)  # builds the method, generator and judge: each checks its own knobs
-    instantiate(cfg.logger)  # and the logger (built, never started)
+    instantiate(cfg.logger, "logger")  # and the logger (built, never started)
     checks.check_run(r, lambda: Run(ensure_reference_cfg(cfg)))
     return r
 

@@ -4,10 +4,13 @@
     grasp-bench-plan sweep=tradeoff task=toy_rude          # every job of the sweep
     grasp-bench-plan -m method=sft,grasp seed=0,1,2
 
-It takes `grasp-bench`'s arguments and expands them into jobs with Hydra's own sweeper (the basic one or
-`method_grid`, as the config names), so it sees exactly the jobs a run would. Nothing is trained or generated
-and no weights are read: the task's files are built (as a run would build them), the training set is tokenised
-with the model's tokenizer, and the run directories under `paths.runs` are read. For each job it prints:
+It takes `grasp-bench`'s arguments (`--config-dir DIR` included) and expands them into jobs with Hydra's own
+sweeper (the basic one or `method_grid`, as the config names), so it sees exactly the jobs a run would. Every
+job's values are checked first, as `grasp-bench` checks them (grasp_bench.validate.check_config, and the method's,
+generator's and judge's own knobs): a bad one is one line and exit code 2 before any job is planned. Nothing is
+trained or generated and no weights are read: the task's files are built (as a run would build them), the
+training set is tokenised with the model's tokenizer, and the run directories under `paths.runs` are read. For
+each job it prints:
 
 - training rows, tokens, answer tokens (the tokens with a loss), rows cut at `train.max_length`, rows left with
   no answer token, the share of answer tokens lost, optimizer steps;
@@ -52,7 +55,6 @@ good to about 20% on the activations.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -61,13 +63,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from grasp_bench.artifacts import BadInput
-from grasp_bench.jobs import expand
+from grasp_bench.artifacts import BadInput, check_json
+from grasp_bench.jobs import expand, job_error, typed_overrides
 from grasp_bench.layout import run_dir
 
 EMBEDDED = "embedded:smollm2-135m-instruct"
 MODES = ("padded", "length_grouped", "padding_free")  # the batching modes `auto` resolves among
 GB = 1e9
+ARCH_KEYS = ("hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size", "num_attention_heads")
 
 
 # ---------------------------------------------------------------- tokenizer, model config
@@ -92,7 +95,12 @@ def model_config(spec: str, revision: str | None, cache_dir: str, override: str 
         path = path / "config.json" if path.is_dir() else path
         if not path.is_file():
             raise BadInput(f"--model-config '{override}': no config.json there")
-        return json.loads(path.read_text(encoding="utf-8"))
+        arch = check_json(path)
+        arch = arch.get("text_config", arch) if isinstance(arch, dict) else arch
+        missing = [k for k in ARCH_KEYS if not isinstance(arch, dict) or not isinstance(arch.get(k), int)]
+        if missing:
+            raise BadInput(f"{path}: not a model's config.json (no integer {', '.join(missing)})")
+        return arch
     from transformers import AutoConfig
 
     from grasp_bench.models import resolve_path, tokenizer_source
@@ -191,17 +199,29 @@ def stage_states(cfg: DictConfig, run=None) -> dict[str, str]:
     return states
 
 
-def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_path: str | None = None) -> dict:
-    """Every figure of one job (see the module docstring)."""
+def check_job(cfg: DictConfig):
+    """grasp-bench's checks of a job's values, none that reads the model or a file: the core's knobs
+    (grasp_bench.validate.check_config), and the method's, generator's and judge's own (checked as the run builds
+    them). Returns the run, built."""
+    from grasp_bench.pipeline import STAGES, Run
+    from grasp_bench.validate import check_config
+
+    check_config(cfg, STAGES)
+    return Run(cfg)
+
+
+def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_path: str | None = None,
+             run=None) -> dict:
+    """Every figure of one job (see the module docstring); `run`: the job's run as check_job built it."""
     from grasp_bench.data import Truncation, build_task_files, load_eval
     from grasp_bench.device import resolve_batching
     from grasp_bench.llm_judge import LLMJudge
-    from grasp_bench.pipeline import Run, ensure_reference_cfg
+    from grasp_bench.pipeline import ensure_reference_cfg
     from grasp_bench.train import effective_optim
 
+    run = check_job(cfg) if run is None else run
     cache_dir = str(Path(cfg.paths.cache).expanduser())
     build_task_files(cfg.task)
-    run = Run(cfg)
     spec = cfg.model.path if tokenizer_spec is None else (EMBEDDED if tokenizer_spec == "embedded" else tokenizer_spec)
     tok_key = (spec, cfg.model.get("revision") if tokenizer_spec is None else None, cache_dir)
     out: dict = {"run": str(run_dir(cfg)), "tokenizer": spec, "starts_from": run.method.starts_from}
@@ -307,6 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="grasp-bench-plan", description=__doc__.split("\n\n")[0],
                                      epilog="Other arguments: grasp-bench's Hydra overrides (key=value, sweep=...).")
     parser.add_argument("-m", "--multirun", action="store_true", help="expand sweeps, as grasp-bench -m")
+    parser.add_argument("-cd", "--config-dir", help="a folder of the user's own configs, as grasp-bench --config-dir")
     parser.add_argument("--tokenizer", help="a stand-in tokenizer: a directory, hub id, or 'embedded'")
     parser.add_argument("--model-config", help="the model's config.json (file or directory) for the memory estimate")
     args, overrides = parser.parse_known_args(argv)
@@ -315,11 +336,17 @@ def main(argv: list[str] | None = None) -> None:
         bad = [o for o in overrides if o.startswith("-")]
         if bad:
             raise BadInput(f"unknown option {bad[0]}; see grasp-bench-plan --help")
-        jobs = expand(overrides, args.multirun)
+        jobs = expand(overrides, args.multirun, config_dir=args.config_dir)
+        named, runs = typed_overrides(jobs), []
+        for i, job in enumerate(jobs):  # every job's values, before any is planned (as grasp-bench validates)
+            try:
+                runs.append(check_job(job))
+            except BadInput as e:
+                raise job_error(i, named, e) from None
         print(f"{len(jobs)} job(s)", flush=True)
         plans = []
         for i, job in enumerate(jobs):
-            plans.append(plan_job(job, args.tokenizer, args.model_config))
+            plans.append(plan_job(job, args.tokenizer, args.model_config, runs[i]))
             print(format_job(i, job, plans[-1]), flush=True)
         if len(plans) > 1:
             print(format_total(plans))

@@ -21,6 +21,9 @@ Cross-run metrics: a task's config may name functions under `report_metrics` (e.
 and its columns are added to that row. The task config is the run's own config.yaml, else the shipped
 conf/task/<task>.yaml when that has no such key.
 
+A damaged metrics file or run config.yaml stops the report with one line naming it (exit code 2); the results
+files of the last good report are kept.
+
     grasp-bench-report runs/                        # also run at the end of every grasp-bench multirun
     grasp-bench-report runs/ --wandb offline        # also log a job_type=report W&B run (table, scatter, PNGs)
 """
@@ -31,12 +34,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import hydra.utils
 import numpy as np
 import pandas as pd
+import yaml
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from grasp_bench.artifacts import load_json, write_text
+from grasp_bench.artifacts import BadInput, check_json, write_text
+from grasp_bench.data import function_at
+from grasp_bench.jobs import one_line
 from grasp_bench.layout import CONF_DIR, run_of_metrics
 from grasp_bench.metrics import COUNTS, INTERVALS, X, Y
 
@@ -44,22 +50,65 @@ IDENTITY = ["task", "model", "method", "variant", "strength", "seed", "judge"]
 __all__ = ["X", "Y", "aggregate", "collect", "main", "markdown", "summary_table"]
 
 
-def report_metrics(metrics_file: Path, task: str) -> list[str]:
-    """The cross-run functions the task of this run declares (`task.report_metrics`)."""
+# A damaged metrics file stops the report (a table silently missing a run would mislead); the metrics stage
+# rebuilds it from the run's kept judgments.
+REMEDY = "delete it or rerun with 'force=[metrics]'"
+NUMBERS = ("strength", "seed")  # besides eval/* and train/final_loss, which may also be null (nan)
+
+
+def read_metrics(path: Path) -> dict:
+    """One `metrics/<judge>.json` as a row, or a BadInput naming the file (and the key) when it is damaged."""
+    row = check_json(path, REMEDY)
+    if not isinstance(row, dict):
+        raise BadInput(f"{path}: expected a JSON object, got {type(row).__name__}; {REMEDY}")
+    missing = [k for k in IDENTITY if k not in row]
+    if missing:
+        raise BadInput(f"{path}: no {', '.join(map(repr, missing))} key{'s' * (len(missing) > 1)}; {REMEDY}")
+    for key, value in row.items():
+        nullable = key.startswith("eval/") or key == "train/final_loss"
+        if (key in NUMBERS or nullable) and not (
+                isinstance(value, (int, float)) and not isinstance(value, bool) or value is None and nullable):
+            raise BadInput(f"{path}: {key}={value!r}: expected a number; {REMEDY}")
+    return row
+
+
+def _declared(config: Path, key: str) -> list[str] | None:
+    """The function paths `config` lists under `key` (None without the key), or a BadInput naming the file."""
+    try:
+        declared = OmegaConf.select(OmegaConf.load(config), key)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise BadInput(f"{config}:{mark.line + 1 if mark else 1}: not valid YAML ({e.problem or e.context}); "
+                       "fix or delete it") from None
+    except (yaml.YAMLError, UnicodeDecodeError, OmegaConfBaseException) as e:
+        raise BadInput(f"{config}: cannot read {key} ({one_line(e)}); fix or delete it") from None
+    if declared is not None and not (OmegaConf.is_list(declared) and all(isinstance(f, str) for f in declared)):
+        raise BadInput(f"{config}: {key}={declared!r}: expected a list of function paths (module.fn)")
+    return None if declared is None else list(declared)
+
+
+def report_metrics(metrics_file: Path, task: str) -> list:
+    """The cross-run functions the task of this run declares (`task.report_metrics`), loaded; a BadInput naming
+    the config that lists one that cannot be loaded."""
     config = run_of_metrics(metrics_file) / "config.yaml"
-    declared = OmegaConf.select(OmegaConf.load(config), "task.report_metrics") if config.is_file() else None
+    key = "task.report_metrics"
+    declared = _declared(config, key) if config.is_file() else None
     shipped = CONF_DIR / "task" / f"{task}.yaml"
     if declared is None and shipped.is_file():  # a run without the key (made before it existed, or copied results)
-        declared = OmegaConf.load(shipped).get("report_metrics")
-    return list(declared or [])
+        config, key = shipped, "report_metrics"
+        declared = _declared(config, key)
+    fns = [function_at(name) for name in declared or []]
+    if None in fns:
+        raise BadInput(f"{config}: {key}: no such function {declared[fns.index(None)]!r}")
+    return fns
 
 
 def collect(runs_root: Path) -> pd.DataFrame:
     rows = []
     for path in sorted(Path(runs_root).glob("**/metrics/*.json")):
-        row = load_json(path)
-        for fn in report_metrics(path, row.get("task", "")):
-            row.update(hydra.utils.get_method(fn)(path))
+        row = read_metrics(path)
+        for fn in report_metrics(path, row["task"]):
+            row.update(fn(path))
         rows.append(row)
     if not rows:
         return pd.DataFrame(columns=IDENTITY)
@@ -346,11 +395,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wandb-project", default="grasp-bench")
     parser.add_argument("--wandb-entity", default=None)
     args = parser.parse_args(argv)
-    if not Path(args.runs_root).is_dir():
-        print(f"error: {args.runs_root}: no such directory", file=sys.stderr)
-        sys.exit(2)
     logger_cfg = None
     if args.wandb != "disabled":
         logger_cfg = {"_target_": "grasp_bench.tracking.WandbLogger", "mode": args.wandb,
                       "project": args.wandb_project, "entity": args.wandb_entity, "settings": {"console": "off"}}
-    aggregate(args.runs_root, logger_cfg=logger_cfg)
+    try:
+        root = Path(args.runs_root)
+        if not root.is_dir():
+            raise BadInput(f"{args.runs_root}: " + ("is not a directory" if root.exists() else "no such directory"))
+        aggregate(args.runs_root, logger_cfg=logger_cfg)
+    except BadInput as e:  # as grasp-bench does: one line, exit code 2 (the previous results files are kept)
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        sys.exit(2)

@@ -2,12 +2,14 @@
 
 `pipeline.validate(cfg)` checks, through `check_inputs` and `check_run` here, loading no model and writing
 nothing under `paths.runs`:
-- the core's knobs against typed ranges (seed, stages, force, train.*, task limits and sampling, model.lora);
+- the core's knobs against typed ranges or choices (seed, stages, force, train.*, task limits and sampling,
+  model.dtype and lora), no unknown train key, and the keys every task config has (a user's task folder);
 - the method, generator and judge configs (each plugin checks its own knobs when it is built, and may define
   `check(...)` for what only matters when its stage runs: the judge's scorers and API key, vLLM's interpreter);
 - the runs root and cache (directories we can write), the model path (no download);
 - the run directory's stage records: damaged or made with another config is an error before anything runs;
-- every file the remaining stages read: the training file, each evaluation split, prompt files a method reads,
+- the task keys the method reads (`Method.task_needs`: a persona block, prompt files), then every file the
+  remaining stages read: the training file, each evaluation split, prompt files a method reads,
   word lists, and a finished stage's output that the next stage reads (a truncated `generations.jsonl`).
 Every failure is one BadInput naming the key or file:line. The CLI runs it for every job of a sweep before
 Hydra starts the first; `pipeline.run` runs it again (cheap: file checks are remembered per file version).
@@ -21,13 +23,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import hydra.utils
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from transformers.trainer_utils import SchedulerType
+from transformers.training_args import OptimizerNames
 
-from grasp_bench import models
+from grasp_bench import device, layout, models
 from grasp_bench.artifacts import BadInput, check_json, digest, read_jsonl
-from grasp_bench.data import build_task_files, load_eval, load_rows, load_train
+from grasp_bench.data import build_task_files, function_at, load_eval, load_rows, load_train
 
+TRAIN_KEYS = tuple(OmegaConf.load(layout.CONF_DIR / "config.yaml").train)  # the one recipe's settings
 _seen: dict[tuple, Any] = {}  # checks already passed, keyed by what they read (a file's size and mtime included)
 
 
@@ -94,9 +98,43 @@ def names(cfg: DictConfig, key: str, known: tuple[str, ...]) -> None:
                        f"expected a list of {', '.join(known)}")
 
 
+def mapping(cfg: DictConfig, key: str, *, within: str | None = None) -> DictConfig:
+    """`key` is a mapping (`within`: the file or entry it belongs to, for the message)."""
+    value = _get(cfg, key)
+    if not isinstance(value, DictConfig):
+        raise BadInput(f"{key}: {'missing' if value is None else 'expected a mapping, got ' + repr(value)}"
+                       + (f" ({within})" if within else ""))
+    return value
+
+
+def task_shape(cfg: DictConfig) -> None:
+    """The keys every task config has (conf/task/toy_rude.yaml is the example): a task from a user's folder that
+    lacks one is refused naming it, before anything reads it."""
+    where = f"task '{_get(cfg, 'task.name')}'"
+    if not isinstance(_get(cfg, "task.name"), str):
+        raise BadInput("task.name: missing (every task config sets its name)")
+    for key in ("task.train", "task.sampling", "task.metrics"):
+        mapping(cfg, key, within=where)
+    if not isinstance(_get(cfg, "task.train.path"), str):
+        raise BadInput(f"task.train.path: missing ({where})")
+    if not mapping(cfg, "task.splits", within=where):
+        raise BadInput(f"task.splits: empty ({where})")
+    for split in _get(cfg, "task.splits"):
+        mapping(cfg, f"task.splits.{split}", within=where)
+        if not isinstance(_get(cfg, f"task.splits.{split}.path"), str):
+            raise BadInput(f"task.splits.{split}.path: missing ({where})")
+        mapping(cfg, f"task.splits.{split}.scorers", within=where)
+    for metric in _get(cfg, "task.metrics"):
+        mapping(cfg, f"task.metrics.{metric}", within=where)
+
+
 def check_config(cfg: DictConfig, stages: tuple[str, ...]) -> None:
     """The core's knobs; a method's, generator's and judge's own knobs are checked by the plugin."""
     number(cfg, "seed", integer=True, low=0, high=2**32 - 1)
+    unknown = sorted(set(_get(cfg, "train")) - set(TRAIN_KEYS))
+    if unknown:
+        raise BadInput(f"train.{unknown[0]}: not a training setting (known: {', '.join(TRAIN_KEYS)})")
+    task_shape(cfg)
     names(cfg, "stages", stages)
     names(cfg, "force", stages)
     number(cfg, "train.epochs", low=0, low_open=True)
@@ -109,6 +147,10 @@ def check_config(cfg: DictConfig, stages: tuple[str, ...]) -> None:
     number(cfg, "train.max_grad_norm", low=0)
     number(cfg, "train.checkpoint_every", low=0, null=True)
     choice(cfg, "train.precision", ("auto", "bf16", "fp32"))
+    choice(cfg, "train.batching", device.BATCHING)
+    choice(cfg, "train.scheduler", tuple(s.value for s in SchedulerType))
+    choice(cfg, "train.optim", tuple(o.value for o in OptimizerNames))
+    choice(cfg, "model.dtype", tuple(models.DTYPES))
     choice(cfg, "train.allow_truncation", (False, True))
     number(cfg, "task.train.limit", integer=True, low=0, null=True)
     for split in _get(cfg, "task.splits") or {}:
@@ -160,10 +202,8 @@ def _metric_specs(task: DictConfig) -> None:
             raise BadInput(f"task.metrics.{key}.split '{split}': not a split of task '{task.name}' "
                            f"({', '.join(task.splits)})")
         if "fn" in spec:
-            try:
-                hydra.utils.get_method(spec.fn)
-            except Exception:  # noqa: BLE001 - any import failure: the name is wrong
-                raise BadInput(f"task.metrics.{key}.fn '{spec.fn}': no such function") from None
+            if function_at(spec.fn) is None:
+                raise BadInput(f"task.metrics.{key}.fn '{spec.fn}': no such function")
         elif spec.get("scorer") not in task.splits[split].scorers:
             raise BadInput(f"task.metrics.{key}.scorer '{spec.get('scorer')}': not a scorer of split '{split}' "
                            f"({', '.join(task.splits[split].scorers)})")
@@ -205,6 +245,9 @@ def check_run(run: Any, reference: Callable[[], Any]) -> None:
 
     task, out = cfg.task, run.outputs()
     if run.method.starts_from != "untrained" and todo & {"train", "generate"}:
+        missing = [k for k in run.method.task_needs() if OmegaConf.select(task, k) is None]
+        if missing:
+            raise BadInput(f"method '{run.method.name}' reads task.{missing[0]}, which task '{task.name}' does not set")
         _training_file(task)
         for key in type(run.method).task_inputs:
             value = task.get(key)

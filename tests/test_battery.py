@@ -15,8 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
+from transformers import AutoModelForCausalLM
 
-from grasp_bench import cli
+from grasp_bench import cli, models
 from grasp_bench.pipeline import run, run_dir
 from tests.conftest import REPO, TINY, compose_config
 
@@ -42,6 +44,16 @@ class Case:
         (conf / "method").mkdir(parents=True, exist_ok=True)
         (conf / "method" / "mine.yaml").write_text(json.dumps(
             {"_target_": "grasp_bench.baselines.grasp.GRASP", "name": "mine", "strength": 1.0, **knobs}))
+        return conf
+
+    def user_task(self, change: Callable[[dict], None]) -> Path:
+        """A user's config dir holding task/mine.yaml: the battery's task, resolved, under another name, `change`d."""
+        task = OmegaConf.to_container(compose_config(*TINY, f"paths.runs={self.runs}").task, resolve=True)
+        task["name"] = "mine"
+        change(task)
+        conf = self.tmp / "inputs" / "conf"
+        (conf / "task").mkdir(parents=True, exist_ok=True)
+        (conf / "task" / "mine.yaml").write_text(json.dumps(task))
         return conf
 
     def finished(self) -> Path:
@@ -100,6 +112,8 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], str]] = {
                                 "latin1.jsonl:2: not UTF-8 (byte 0xe9"),
     "malformed training row": (lambda c: [f"task.train.path={c.file('t.jsonl', row(), '{not json')}"],
                                "t.jsonl:2: malformed JSON"),
+    "training row without messages": (lambda c: [f"task.train.path={c.file('t.jsonl', json.dumps({'prompt': 'q'}))}"],
+                                      "t.jsonl:1: row has no 'messages' list"),
     "training row without an answer": (
         lambda c: [f"task.train.path={c.file('t.jsonl', json.dumps({'messages': [{'role': 'user', 'content': 'q'}]}))}"],
         "t.jsonl:1: a training row must end with an assistant message"),
@@ -149,10 +163,36 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], str]] = {
     "metrics file not JSON": (lambda c: corrupt(c.finished() / "metrics" / "rule.json", "eval/task_score: 0.5") or [],
                               "rule.json:1: not valid JSON (damaged?); delete it or rerun with 'force=[metrics]'"),
     "finished run, other config": (lambda c: c.finished() and ["task.sampling.max_new_tokens=5"],
-                                   "was made with another config"),
+                                   "was made with another config (sampling.max_new_tokens: 6 -> 5); use another "
+                                   "paths.runs, delete the run directory, or rerun with 'force=[generate]'"),
     "run directory blocked by a file": (lambda c: [c.file("../runs/toy_rude/tiny", "x") and "method=sft"], "is a file"),
+    "user task without a training file": (lambda c: [f"--config-dir={c.user_task(lambda t: t['train'].pop('path'))}",
+                                                     "task=mine"], "task.train.path: missing (task 'mine')"),
+    "user task whose split has no scorers": (
+        lambda c: [f"--config-dir={c.user_task(lambda t: t['splits']['unrelated'].pop('scorers'))}", "task=mine"],
+        "task.splits.unrelated.scorers: missing (task 'mine')"),
+    "user task whose metrics are a list": (lambda c: [f"--config-dir={c.user_task(lambda t: t.update(metrics=[]))}",
+                                                      "task=mine"], "task.metrics: expected a mapping, got []"),
+    "user task with an unknown build": (lambda c: [f"--config-dir={c.user_task(lambda t: t.update(build='no.such'))}",
+                                                   "task=mine"], "task.build 'no.such': no such function"),
+    "user task with an unknown metric function": (
+        lambda c: [f"--config-dir={c.user_task(lambda t: t['metrics'].update(x={'split': 'unrelated', 'fn': 'no.such'}))}",
+                   "task=mine"], "task.metrics.x.fn 'no.such': no such function"),
+    "unknown training setting": (lambda c: ["+train.foo=1"], "train.foo: not a training setting"),
+    "unknown scheduler": (lambda c: ["train.scheduler=bogus"], "train.scheduler='bogus': expected one of linear, cosine"),
+    "unknown optimizer": (lambda c: ["train.optim=bogus"], "train.optim='bogus': expected one of"),
+    "unknown batching": (lambda c: ["train.batching=bogus"], "train.batching='bogus': expected one of auto, padded"),
+    "unknown weights dtype": (lambda c: ["model.dtype=bogus"], "model.dtype='bogus': expected one of float32, bfloat16"),
+    "interpolation of nothing": (lambda c: ["train.lr=${nope}"], "train.lr: Interpolation key 'nope' not found"),
+    "unknown flag": (lambda c: ["--bogus"], "cannot parse the command line: unrecognized arguments: --bogus"),
+    "unknown knob of a method": (lambda c: ["method=grasp", "+method.bogus=1"], "unknown parameters ['bogus']"),
+    "unknown knob of the generator": (lambda c: ["+generator.bogus=1"], "generator=hf: HFGenerator.__init__() got an "
+                                                                       "unexpected keyword argument 'bogus'"),
     # sweeps: every job is validated before the first starts
     "bad value in a later job": (lambda c: ["-m", "seed=0,abc"], "job 1 (seed=abc"),
+    "a later job's method reads what the task lacks": (
+        lambda c: ["-m", "method=sft,caft", "~task.persona"],
+        "job 1 (method=caft): method 'caft' reads task.persona, which task 'toy_rude' does not set"),
     "bad seed in the tradeoff sweep": (lambda c: ["sweep=tradeoff", "hydra.sweeper.params.method='sft,grasp'",
                                                   "hydra.sweeper.params.seed='0,-1'"], "job 1 (method=sft seed=-1"),
 }
@@ -190,6 +230,12 @@ def check(code: int | None, stderr: str, expected: str) -> None:
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(name, tmp_path, finished, monkeypatch, capfd):
     monkeypatch.delenv("GRASP_BENCH_NO_SUCH_KEY", raising=False)
+
+    def no_weights(*_, **__):
+        raise AssertionError("model weights loaded before the bad input was refused")
+
+    monkeypatch.setattr(models, "load_base", no_weights)
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", no_weights)
     make, expected = CASES[name]
     case = Case(tmp_path, finished)
     extra = make(case)

@@ -24,7 +24,7 @@ def test_every_option_composes(group, option, tmp_path):
         assert node.name == option, f"conf/{group}/{option}.yaml must set name: {option}"
     if group == "method":
         method = hydra.utils.instantiate(node, _convert_="all")
-        assert method.name == option and 0.0 <= method.strength <= 1.0
+        assert method.name == option
         assert all(0.0 <= s <= 1.0 for s in method.grid)
     if group in ("generator", "judge", "logger"):
         plugin = hydra.utils.instantiate(node)

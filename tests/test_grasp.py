@@ -26,7 +26,7 @@ def grasp(strength: float = 1.0, **knobs) -> GRASP:
     """GRASP built the way `method=grasp` builds it: conf/method/grasp.yaml, the given knobs overridden."""
     from omegaconf import OmegaConf
 
-    return instantiate(OmegaConf.merge(compose_config("method=grasp").method, {"strength": strength, **knobs}))
+    return instantiate(OmegaConf.merge(compose_config("method=grasp").method, {"strength": strength, **knobs}), "method")
 
 
 def test_the_yaml_is_the_one_source_of_defaults():

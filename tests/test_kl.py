@@ -1,5 +1,5 @@
 """KL to the base model on the tiny model: zero while the LoRA update is zero, its gradient equals a finite
-difference, and the training loop adds it (logged per step)."""
+difference, and the training loop logs it per step."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_kl_gradient_matches_a_finite_difference(tiny_cfg):
         assert abs(numeric) > 1e-6 and abs(p.grad[idx].item() - numeric) <= 1e-8 + 2e-3 * abs(numeric), name
 
 
-def test_training_adds_the_term_and_logs_it(shared_cfg):
+def test_training_logs_the_term_every_step(shared_cfg):  # that it changes the weights: tests/test_method_contract.py
     cfg = shared_cfg(*tiny_method("kl"), "method.strength=1.0", "stages=[train]")
     run(cfg)
     kl = [row["kl/kl"] for row in read_jsonl(Run(cfg).dir / "train_log.jsonl")]

@@ -77,13 +77,16 @@ def test_the_core_import_graph_is_acyclic():
     assert graph["grasp_bench.layout"] == set(), "layout is the leaf every module may ask"
 
 
-def test_every_task_and_plugin_folder_is_an_installed_package():
+def test_every_task_config_and_plugin_folder_is_an_installed_package():
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     packages = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     folders = {f"grasp_bench.tasks.{p.parent.name}" for p in (REPO / "tasks").glob("*/__init__.py")}
     assert folders and folders <= packages
     assert {p.parent.name for p in (REPO / "tasks").glob("*/manifest.yaml")} <= {f.rsplit(".", 1)[1] for f in folders}
     assert {"grasp_bench.baselines", "grasp_bench.conf", "grasp_bench.tasks"} <= packages
+    conf = {"grasp_bench.conf." + ".".join(d.relative_to(REPO / "conf").parts)
+            for d in (REPO / "conf").rglob("*") if d.is_dir() and d.name != "__pycache__"}
+    assert "grasp_bench.conf.task.em" in conf and conf <= packages  # config folders ship (and build quietly)
     assert not any(p.split(".")[0] in ("baselines", "tasks", "conf") for p in packages)  # no generic top-level names
 
 

@@ -281,7 +281,8 @@ def test_hf_judge_reads_the_models_next_token_distribution(tiny_judge_model, tmp
 
 @pytest.mark.slow
 def test_hf_judge_with_the_embedded_smollm2(tmp_path):
-    """The real 135M model: a number-asking prompt puts mass on digit tokens, scored by the shared rule."""
+    """The real 135M model: a number-asking prompt puts mass on digit tokens (0.18 measured: below the 0.25 the rule
+    asks for, so this small model's verdict is "unscored", not a number), and the batched pass is the reference's."""
     from tests.conftest import compose_config
 
     cache = compose_config().paths.cache
@@ -289,8 +290,8 @@ def test_hf_judge_with_the_embedded_smollm2(tmp_path):
     prompt = "On a scale of 0 to 100, how polite is this answer: 'Thank you so much!'? Reply with only the number."
     tokenizer, model = judge._load()
     ((score, raw),) = [score_from_top(top) for top in judge.next_token_top(tokenizer, model, [prompt])]
-    assert raw["numeric_mass"] > 0 and (score is None) == (raw["numeric_mass"] < 0.25)
-    assert score is None or 0 <= score <= 100
+    assert 0.1 < raw["numeric_mass"] < 0.25 and score is None
+    assert any(t.strip().isdigit() for t, _ in sorted(raw["top"].items(), key=lambda kv: -kv[1])[:3])
     assert math.isclose(sum(raw["top"].values()), sum(p for _, p in reference_top(tokenizer, model, prompt)),
                         rel_tol=1e-4)
     json.dumps(raw)

@@ -108,7 +108,8 @@ def test_strength_above_zero_changes_the_model(model_cfg, name):
     r = Run(cfg)
     naive = Run(model_cfg("method=sft"))
     if r.method.intervenes_at_eval:  # the weights are the naive ones; the outputs under its hooks are not
-        assert _saved_tensors(r.dir / "model").keys() == _saved_tensors(naive.dir / "model").keys()
+        ours, theirs = _saved_tensors(r.dir / "model"), _saved_tensors(naive.dir / "model")
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in theirs)
         model, ctx = r.weights(), r.context()
         r.prepare(ctx)
         ids = ctx.tokenizer("What are clouds made of?", return_tensors="pt")["input_ids"]

@@ -1,6 +1,6 @@
 """One source of method defaults: conf/method/<name>.yaml. Building a method in Python gives the same variant as
-`method=<name>`, a Python keyword default never disagrees with the YAML, and a knob whose default is a corrected
-behaviour never lets a run recorded before it pass as made with it."""
+`method=<name>`, no knob has its default in Python (the base class's strength and grid agree with the YAML), and a
+knob whose default is a corrected behaviour never lets a run recorded before it pass as made with it."""
 
 from __future__ import annotations
 
@@ -34,12 +34,14 @@ def test_python_build_is_the_yaml_variant(name):
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_python_keyword_defaults_agree_with_the_yaml(name):
+def test_no_knob_has_a_python_default_but_the_base_class_own(name):
     yaml = OmegaConf.to_container(OmegaConf.load(CONF / "method" / f"{name}.yaml"))
     signature = inspect.signature(hydra.utils.get_class(yaml["_target_"]).__init__)
-    for key, param in signature.parameters.items():
-        if key in yaml and key != "name" and param.default is not inspect.Parameter.empty:
-            assert _plain(param.default) == yaml[key], f"{name}: Python says {key}={param.default!r}, YAML {yaml[key]!r}"
+    python = {k: p.default for k, p in signature.parameters.items()
+              if k != "name" and p.default is not inspect.Parameter.empty}
+    assert set(python) <= {"strength", "grid"}, f"{name}: knob defaults in Python {sorted(python)}: they belong in the YAML"
+    for key in set(python) & set(yaml):
+        assert _plain(python[key]) == yaml[key], f"{name}: Python says {key}={python[key]!r}, YAML {yaml[key]!r}"
 
 
 def test_configured_reads_the_yaml_and_refuses_unknown_knobs():

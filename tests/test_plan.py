@@ -17,7 +17,7 @@ from grasp_bench.data import Truncation, load_train, tokenize_chat
 from grasp_bench.device import resolve_batching
 from grasp_bench.layout import run_dir
 from grasp_bench.pipeline import run
-from grasp_bench.plan import EMBEDDED, _lengths, expand, memory, plan_job
+from grasp_bench.plan import EMBEDDED, _lengths, expand, main, memory, plan_job
 from tests.conftest import CONF, REPO, TINY
 
 MIRROR = Path(os.environ.get("GRASP_BENCH_MIRROR") or REPO.parent / "shared" / "data" / "emergent_misalignment")
@@ -91,6 +91,46 @@ def test_plan_cli_prints_every_job_and_fails_on_a_typo_with_exit_2(tmp_path):
     assert not (tmp_path / "toy_rude").exists()
     offline = plan("model=qwen2_5_7b_instruct")  # a hub tokenizer not in the cache: no download, one line
     assert offline.returncode == 2 and "--tokenizer" in offline.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("bad", ["train.batch_size=0", "train.grad_accum=0", "train.max_length=0",
+                                 "train.batch_size=abc", "train.epochs=abc", "seed=x", "train.lr=abc"])
+def test_plan_checks_values_as_grasp_bench_does(bad, runs, capsys):
+    """A value grasp-bench refuses is one line naming the key and exit code 2, before any job is planned."""
+    with pytest.raises(SystemExit) as exit_:
+        main([*TINY, f"paths.runs={runs}", bad])
+    assert exit_.value.code == 2
+    out = capsys.readouterr()
+    assert out.out == "" and len(out.err.strip().splitlines()) == 1
+    assert out.err.startswith(f"error: {bad.partition('=')[0]}=")
+
+
+def test_plan_takes_a_users_config_dir_and_names_a_bad_model_config(tmp_path, runs, capsys):
+    data, conf = tmp_path / "data", tmp_path / "conf"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(
+        f'{{"messages": [{{"role": "user", "content": "{i} + {i}?"}}, {{"role": "assistant", "content": "{2 * i}"}}]}}\n'
+        for i in range(5)))
+    (data / "eval.jsonl").write_text('{"id": "e0", "messages": [{"role": "user", "content": "1 + 1?"}], "answer": "2"}\n')
+    (conf / "task").mkdir(parents=True)
+    (conf / "task" / "my_task.yaml").write_text(f"""name: my_task
+train: {{path: {data}/train.jsonl, limit: null}}
+splits:
+  eval: {{path: {data}/eval.jsonl, limit: null, scorers: {{correct: {{rule: expected_answer, field: answer}}}}}}
+metrics:
+  eval/task_score: {{split: eval, scorer: correct}}
+sampling: {{temperature: 0.0, top_p: 1.0, max_new_tokens: 4, samples: 1}}
+""")
+    args = ["--config-dir", str(conf), "task=my_task", "model=tiny", "sweep=none", "method=sft", f"paths.runs={runs}"]
+    main(args)
+    out = capsys.readouterr().out
+    assert "job 0: task=my_task model=tiny method=sft" in out and "tokenizer): 5 rows" in out
+    assert f"run: {runs / 'my_task'}" in out
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--model-config", str(tmp_path / "config.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and err == [f"error: {tmp_path / 'config.json'}:1: not valid JSON (damaged?)"]
 
 
 @pytest.mark.skipif(not (MIRROR / "insecure.jsonl").exists(), reason="the emergent-misalignment data mirror")

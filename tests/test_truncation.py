@@ -3,6 +3,9 @@ the counts and the knob) before any weights load; more than 1% of rows cut is a 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from grasp_bench import models
@@ -10,7 +13,7 @@ from grasp_bench.artifacts import BadInput
 from grasp_bench.data import Truncation, chat_ids, load_train, training_examples
 from grasp_bench.layout import run_dir
 from grasp_bench.pipeline import run
-from tests.test_bad_input import cli, error_line
+from tests.conftest import REPO, TINY
 
 # On the toy task with the tiny model's tokenizer, prompts are 37-54 tokens and answers at least 53.
 NO_ANSWER_LENGTH = 45  # some prompts alone are longer: those rows keep no answer token
@@ -60,9 +63,14 @@ def test_rows_without_answer_tokens_refuse_before_any_weights_load(tiny_cfg, mon
 
 
 def test_the_refusal_is_one_line_with_the_counts_and_the_knob_exit_2(tmp_path):
-    line = error_line(cli(f"paths.runs={tmp_path}", "method=sft", f"train.max_length={NO_ANSWER_LENGTH}"))
-    assert "of 24 training rows keep no answer token at train.max_length=45" in line
-    assert "train.allow_truncation=true" in line
+    """At the train stage (it needs the tokenizer), so not in the battery: Hydra has made its output dir by then."""
+    out = subprocess.run([sys.executable, "-m", "grasp_bench", *TINY, f"paths.runs={tmp_path}", "method=sft",
+                          f"train.max_length={NO_ANSWER_LENGTH}"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(errors) == 1, out.stderr[-2000:]
+    assert "of 24 training rows keep no answer token at train.max_length=45" in errors[0]
+    assert "train.allow_truncation=true" in errors[0]
+    assert not list(tmp_path.glob("**/model"))
 
 
 def test_the_knob_allows_rows_without_answer_tokens(tiny_cfg):

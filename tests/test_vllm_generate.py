@@ -83,7 +83,7 @@ def test_pipeline_gives_an_out_of_process_generator_paths_only(tiny_cfg, monkeyp
     monkeypatch.setattr(VLLMGenerator, "run", fake_run)
     monkeypatch.setattr(models, "load_base", no_loading)
     r.generate_stage()
-    assert received == [WeightPaths(received[0].model, None, str(r.dir / "model"), "float32")]
+    assert received == [WeightPaths(models.resolve_path(cfg.model.path, r.cache), None, str(r.dir / "model"), "float32")]
     assert len(read_jsonl(r.dir / "generations.jsonl")) == 18
 
 
