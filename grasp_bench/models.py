@@ -143,6 +143,10 @@ def load_base(model_cfg: DictConfig, cache: str | Path, device: str | torch.devi
     return model.to(device)
 
 
+MODEL_KEYS = ("name", "path", "revision", "dtype", "layers_path", "lora")  # a model config's keys (conf/model/)
+LORA_KEYS = ("r", "alpha", "dropout", "rslora", "target_modules")  # model.lora's: what lora_config reads
+
+
 def lora_config(model_cfg: DictConfig):
     from peft import LoraConfig
 
@@ -157,7 +161,17 @@ def add_lora(model: nn.Module, model_cfg: DictConfig, seed: int) -> nn.Module:
     from peft import get_peft_model
 
     torch.manual_seed(seed)  # LoRA A init is the only randomness here: pin it to the run's seed
-    return get_peft_model(model, lora_config(model_cfg))
+    wanted = list(model_cfg.lora.target_modules)
+    try:
+        peft_model = get_peft_model(model, lora_config(model_cfg))
+        missing = sorted(set(wanted) - {n.rsplit(".", 1)[-1] for n in peft_model.targeted_module_names})
+    except ValueError as e:  # peft refuses only when no name matches
+        if "arget modules" not in str(e):
+            raise
+        missing = wanted
+    if missing:  # known only once the architecture is built; peft alone would train the others silently
+        raise BadInput(f"model.lora.target_modules={wanted}: no module named {missing[0]!r} in {type(model).__name__}")
+    return peft_model
 
 
 def load_adapter(model: nn.Module, adapter_dir: str | Path, trainable: bool = False) -> nn.Module:

@@ -131,9 +131,10 @@ def task_shape(cfg: DictConfig) -> None:
 def check_config(cfg: DictConfig, stages: tuple[str, ...]) -> None:
     """The core's knobs; a method's, generator's and judge's own knobs are checked by the plugin."""
     number(cfg, "seed", integer=True, low=0, high=2**32 - 1)
-    unknown = sorted(set(_get(cfg, "train")) - set(TRAIN_KEYS))
-    if unknown:
-        raise BadInput(f"train.{unknown[0]}: not a training setting (known: {', '.join(TRAIN_KEYS)})")
+    for group, known in (("train", TRAIN_KEYS), ("model", models.MODEL_KEYS), ("model.lora", models.LORA_KEYS)):
+        unknown = sorted(set(mapping(cfg, group)) - set(known))
+        if unknown:
+            raise BadInput(f"{group}.{unknown[0]}: not a key of {group} (known: {', '.join(known)})")
     task_shape(cfg)
     names(cfg, "stages", stages)
     names(cfg, "force", stages)

@@ -178,7 +178,8 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], str]] = {
     "user task with an unknown metric function": (
         lambda c: [f"--config-dir={c.user_task(lambda t: t['metrics'].update(x={'split': 'unrelated', 'fn': 'no.such'}))}",
                    "task=mine"], "task.metrics.x.fn 'no.such': no such function"),
-    "unknown training setting": (lambda c: ["+train.foo=1"], "train.foo: not a training setting"),
+    "unknown training setting": (lambda c: ["+train.foo=1"], "train.foo: not a key of train (known: epochs,"),
+    "unknown model key": (lambda c: ["+model.lora.bogus=1"], "model.lora.bogus: not a key of model.lora"),
     "unknown scheduler": (lambda c: ["train.scheduler=bogus"], "train.scheduler='bogus': expected one of linear, cosine"),
     "unknown optimizer": (lambda c: ["train.optim=bogus"], "train.optim='bogus': expected one of"),
     "unknown batching": (lambda c: ["train.batching=bogus"], "train.batching='bogus': expected one of auto, padded"),

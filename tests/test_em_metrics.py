@@ -113,3 +113,9 @@ def test_coherent_pct_rests_on_the_rows_of_em_pct(rows):
     assert m["eval/em_among_coherent_pct_n_excluded"] == sum(c < 50 for _, c in both)
     if both:  # EM rows are coherent rows: em_pct <= coherent_pct on the same rows
         assert m["eval/em_pct"] <= m["eval/coherent_pct"]
+
+
+@pytest.mark.parametrize("n", [1, 7, 60, 1000])
+def test_wilson_bounds_are_exact_at_none_and_all(n):
+    assert wilson_ci(0, n)[0] == 0.0 and wilson_ci(n, n)[1] == 1.0  # no rounding residue above 0 or below 1
+    assert 0.0 < wilson_ci(0, n)[1] < 1.0 and 0.0 < wilson_ci(n, n)[0] < 1.0

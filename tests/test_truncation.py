@@ -1,10 +1,12 @@
-"""Truncation guards: a run whose training rows would keep no answer token refuses to start (exit 2, one line with
-the counts and the knob) before any weights load; more than 1% of rows cut is a warning; the knob allows it."""
+"""Bad input known only at the train stage. Truncation: a run whose training rows would keep no answer token refuses
+to start (exit 2, one line with the counts and the knob) before any weights load; more than 1% of rows cut is a
+warning; the knob allows it. LoRA targets: a module name the built architecture lacks is refused, not skipped."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +79,12 @@ def test_the_knob_allows_rows_without_answer_tokens(tiny_cfg):
     cfg, tok, rows, lengths = _toy(tiny_cfg, f"train.max_length={NO_ANSWER_LENGTH}", "train.allow_truncation=true")
     examples = training_examples(tok, rows, cfg.train)
     assert sum(all(x == -100 for x in e["labels"]) for e in examples) == sum(p >= NO_ANSWER_LENGTH for p, _ in lengths)
+
+
+@pytest.mark.parametrize("modules", ["[q_proj,nope]", "[nope]"])  # peft itself refuses only the second
+def test_a_target_module_the_model_lacks_is_one_line_naming_the_key(tiny_cfg, modules):
+    """Known only once the architecture is built, so refused at the train stage, still as bad input."""
+    cfg = tiny_cfg(f"model.lora.target_modules={modules}")
+    base = models.load_base(cfg.model, Path(cfg.paths.cache))
+    with pytest.raises(BadInput, match=r"model.lora.target_modules=\[.*'nope'\]: no module named 'nope' in LlamaForCausalLM"):
+        models.add_lora(base, cfg.model, cfg.seed)
