@@ -43,12 +43,12 @@ def seeded_rows(n_rows: int, share: float, seed: int) -> list[int]:
 class Inoculation(Method):
     task_inputs = ("persona",)
 
-    def task_needs(self) -> tuple[str, ...]:
-        return ("persona.inoculation",) if self.strength > 0 else ()
-
     def __init__(self, name: str = "inoculation", **given):
         p = configured(name, given, home="inoculation")  # conf/method/inoculation.yaml: the one place the defaults live
         super().__init__(name, p["strength"], p["grid"])
+
+    def task_needs(self) -> tuple[str, ...]:
+        return ("persona.inoculation",) if self.strength > 0 else ()
 
     def prepare(self, ctx: RunContext) -> None:
         chosen = seeded_rows(len(ctx.train_rows), self.strength, ctx.cfg.seed)

@@ -169,7 +169,7 @@ def add_lora(model: nn.Module, model_cfg: DictConfig, seed: int) -> nn.Module:
         if "arget modules" not in str(e):
             raise
         missing = wanted
-    if missing:  # known only once the architecture is built; peft alone would train the others silently
+    if missing:  # known only once the architecture is built; peft trains the names it finds and skips the rest
         raise BadInput(f"model.lora.target_modules={wanted}: no module named {missing[0]!r} in {type(model).__name__}")
     return peft_model
 

@@ -182,7 +182,14 @@ def writable_dir(key: str, value: Any) -> None:
         raise BadInput(f"{key} '{value}': not writable ({parent}: {e.strerror})") from None
 
 
+def _exists(key: str, path: Any) -> None:
+    if not Path(str(path)).expanduser().is_file():
+        raise BadInput(f"{key}={path}: file not found")
+
+
 def _training_file(task: DictConfig) -> None:
+    _exists("task.train.path", task.train.path)
+
     def check() -> None:
         if not load_train(task):
             limit = task.train.get("limit")
@@ -192,6 +199,8 @@ def _training_file(task: DictConfig) -> None:
 
 
 def _eval_files(task: DictConfig) -> None:
+    for split, spec in task.splits.items():
+        _exists(f"task.splits.{split}.path", spec.path)
     key = tuple((s, *_file_key(spec.path), spec.get("limit")) for s, spec in task.splits.items())
     _once(("eval", key), lambda: load_eval(task) and None)
 

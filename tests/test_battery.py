@@ -120,6 +120,7 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], str]] = {
     "malformed evaluation file": (lambda c: [f"task.splits.unrelated.path={c.file('e.jsonl', row(), row(), '[1,')}"],
                                   "e.jsonl:3: malformed JSON"),
     "missing evaluation file": (lambda c: [f"task.splits.unrelated.path={c.tmp}/nope.jsonl"], "nope.jsonl: file not found"),
+    "missing training file": (lambda c: [f"task.train.path={c.tmp}/none.jsonl"], "none.jsonl: file not found"),
     "duplicate evaluation ids": (lambda c: [f"task.splits.unrelated.path={c.file('e.jsonl', row(id='a'), row(id='a'))}"],
                                  "e.jsonl:2: duplicate id 'unrelated/a'"),
     # task files
