@@ -162,11 +162,13 @@ class Stage:
     slices are compared by (default: all of it); the record always keeps the full slice."""
 
     def __init__(self, run_dir: Path, name: str, output: Path, config_slice: dict, force: bool = False,
-                 defaults: dict | None = None, identity: Callable[[dict], dict] | None = None):
+                 defaults: dict | None = None, identity: Callable[[dict], dict] | None = None,
+                 later: tuple[str, ...] = ()):
         self.name, self.output, self.slice, self.force = name, output, config_slice, force
         self.defaults = defaults or {}
         self.identity = identity or (lambda s: s)
         self.record = run_dir / "stages" / f"{name}.json"
+        self.later = [run_dir / "stages" / f"{s}.json" for s in later]  # the records of the stages that read this one
 
     def is_done(self) -> bool:
         """True when finished with this config; raises when finished with another one."""
@@ -186,6 +188,10 @@ class Stage:
         return True
 
     def mark_done(self, **info: Any) -> None:
+        """Records the stage as made with its config slice. The stages after it were made from its old output (a
+        forced or retried stage): their records go, so that they are made again."""
+        for record in self.later:
+            record.unlink(missing_ok=True)
         write_json(self.record, {"config": self.slice, "digest": digest(self.slice), **info})
 
 

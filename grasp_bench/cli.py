@@ -128,9 +128,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         metrics = run(cfg)
         if is_main():  # other ranks of a multi-process run only train
-            shown = [f"{k}={v:.3f} (n={metrics[k + '_n']})" for k, v in metrics.items()
-                     if k.startswith("eval/") and k + "_n" in metrics]
-            print(f"[grasp-bench] {run_dir(cfg)}: " + ", ".join(shown), flush=True)
+            print(f"[grasp-bench] {run_dir(cfg)}: {summary_line(metrics)}", flush=True)
     except Exception as e:  # noqa: BLE001 - in a multirun every failure is recorded, then reported at the end
         if _in_multirun():
             _record_failed_job(e)
@@ -139,6 +137,16 @@ def _hydra_main(cfg: DictConfig) -> None:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         raise
+
+
+def summary_line(metrics: dict) -> str:
+    """Each eval metric with its rows, and how many of them went unscored when any did."""
+    shown = []
+    for key, value in metrics.items():
+        if key.startswith("eval/") and key + "_n" in metrics:
+            unscored = metrics.get(key + "_n_unscored") or 0
+            shown.append(f"{key}={value:.3f} (n={metrics[key + '_n']}" + (f", {unscored} unscored)" if unscored else ")"))
+    return ", ".join(shown)
 
 
 def main() -> None:

@@ -68,8 +68,8 @@ class HFGenerator:
             out_ids = model.generate(**enc, max_new_tokens=int(sampling["max_new_tokens"]),
                                      pad_token_id=tokenizer.pad_token_id, repetition_penalty=1.0, **kwargs)
             texts = tokenizer.batch_decode(out_ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            sink.append(
+            sink.append(  # a batch cut off by a kill is generated again whole (same seed), its kept rows not again
                 {**plain(r), "sample": s, "completion": text, "generator": self.name, "seed": seed}
-                for (r, s), text in zip(batch, texts)
+                for (r, s), text in zip(batch, texts) if (r["id"], s) not in done
             )
         sink.finish()

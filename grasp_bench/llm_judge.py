@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -204,7 +205,9 @@ class OpenAIJudge(LLMJudge):
     """
 
     kind = "openai"
-    operational = frozenset({"concurrency", "timeout_s", "max_attempts", "backoff_s", "max_backoff_s", "cache_dir"})
+    # how and where the judge model is reached, not which model judges (the cache is keyed by model and prompt)
+    operational = frozenset({"base_url", "concurrency", "timeout_s", "max_attempts", "backoff_s", "max_backoff_s",
+                             "cache_dir"})
 
     def __init__(self, name: str = "openai", model: str = "gpt-4o-2024-08-06",
                  base_url: str = "https://api.openai.com/v1", api_key_env: str | None = "OPENAI_API_KEY",
@@ -237,6 +240,8 @@ class OpenAIJudge(LLMJudge):
         return key
 
     def rate(self, prompts: list[str], report: Report) -> None:
+        for name in ("httpx", "httpx2"):  # their INFO line per request would flood the console and Hydra's job log
+            logging.getLogger(name).setLevel(logging.WARNING)
         asyncio.run(self._rate_all(prompts, report))
 
     async def _rate_all(self, prompts: list[str], report: Report) -> None:

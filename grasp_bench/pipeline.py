@@ -24,6 +24,7 @@ from pathlib import Path
 
 import hydra.utils
 import torch
+from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from grasp_bench import device, distributed, models
@@ -41,7 +42,7 @@ from grasp_bench.artifacts import (
     write_jsonl,
     write_text,
 )
-from grasp_bench.data import load_eval, load_train, training_examples
+from grasp_bench.data import function_at, load_eval, load_train, training_examples
 from grasp_bench.generate import WeightPaths
 from grasp_bench.layout import method_defaults, method_dirname, plain, run_dir
 from grasp_bench.method import Method, RunContext
@@ -63,10 +64,15 @@ STAGES = ("train", "generate", "judge", "metrics")
 def identity(config_slice: dict) -> dict:
     """What a stage's config slice is compared by. A method is its name and knobs, not the Python path of its
     class (`_target_` is left out), and a metric's row function is its name, not its module (`fn` keeps its last
-    part): a run recorded before code moved still counts."""
+    part): a run recorded before code moved still counts. A judge is compared without its operational settings,
+    also those of a record made before a setting became operational (`Judge.operational`)."""
     out = deepcopy(config_slice)
     if isinstance(out.get("method"), dict):
         out["method"].pop("_target_", None)
+    if isinstance(out.get("judge"), dict) and out["judge"].get("_target_"):
+        judge = function_at(out["judge"]["_target_"])  # a class that moved or went: compare everything
+        operational = getattr(judge, "operational", frozenset())
+        out["judge"] = {k: v for k, v in out["judge"].items() if k not in operational}
     for spec in (out.get("metrics") or {}).values():
         if isinstance(spec, dict) and "fn" in spec:
             spec["fn"] = str(spec["fn"]).rsplit(".", 1)[-1]
@@ -151,7 +157,8 @@ class Run:
         defaults = method_defaults(self.cfg.method.name)
         defaults |= {k: v for k, v in type(self.method).knobs_before.items() if k in defaults}
         return Stage(self.dir, name, self.outputs()[name], slices(self.cfg)[name], force=name in self.cfg.force,
-                     defaults={"method": defaults, "train": TRAIN_DEFAULTS}, identity=identity)
+                     defaults={"method": defaults, "train": TRAIN_DEFAULTS}, identity=identity,
+                     later=STAGES[STAGES.index(name) + 1:])
 
     def context(self) -> RunContext:
         ctx = RunContext(cfg=self.cfg, run_dir=self.dir, tokenizer=self.tokenizer,
@@ -261,7 +268,13 @@ class Run:
         if not stage.is_done():
             scorers = {k: plain(v.scorers) for k, v in self.cfg.task.splits.items()}
             judge.run(read_jsonl(self.dir / "generations.jsonl"), scorers, out)
-            stage.mark_done()
+            failed = [r for r in read_jsonl(out) if r["score"] is None and "error" in (r.get("raw") or {})]
+            if failed:  # unscored for now, not for good: the stage stays unfinished, so a rerun asks again
+                print(f"warning: {self.dir}: {len(failed)} judge request(s) failed (first: {failed[0]['raw']['error']}); "
+                      "their rows count as unscored; rerun the same command to retry them (answers already given "
+                      "are cached)", file=sys.stderr, flush=True)
+            else:
+                stage.mark_done()
         return out
 
     def metrics_stage(self, judgments: Path) -> dict:
@@ -345,14 +358,17 @@ def run(cfg: DictConfig) -> dict:
         if not main:
             exit_code = 0
             return {}
-        if "generate" in stages:
-            r.generate_stage()
         metrics = {}
-        if "judge" in stages:
-            judgments = r.judge_stage()
-            if "metrics" in stages:
-                metrics = r.metrics_stage(judgments)
-                logger.summary(metrics, generations=r.dir / "generations.jsonl", judgments=judgments)
+        # one process evaluates a run directory at a time (their partial files would interleave); a second one,
+        # e.g. of another sweep on the same runs root, waits, then finds the stages done
+        with FileLock(str(r.dir / ".eval.lock")):
+            if "generate" in stages:
+                r.generate_stage()
+            if "judge" in stages:
+                judgments = r.judge_stage()
+                if "metrics" in stages:
+                    metrics = r.metrics_stage(judgments)
+                    logger.summary(metrics, generations=r.dir / "generations.jsonl", judgments=judgments)
         exit_code = 0
         return metrics
     finally:

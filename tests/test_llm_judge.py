@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from grasp_bench.artifacts import BadInput, read_jsonl
+from grasp_bench.artifacts import BadInput, load_json, read_jsonl
 from grasp_bench.llm_judge import HFJudge, OpenAIJudge, fill_prompt, score_from_top
 from grasp_bench.pipeline import run, run_dir
 from grasp_bench.testing_server import FakeOpenAI
@@ -224,6 +224,41 @@ def test_pipeline_with_openai_judge_never_writes_the_key(tiny_cfg, runs, tmp_pat
     assert {"config.yaml", "generations.jsonl", "openai.jsonl", "openai.json", "openai_judge-model.jsonl"} <= {
         p.name for p in written}
     assert not [p for p in written if api_key.encode() in p.read_bytes()]
+
+
+def test_failed_requests_leave_the_stage_open_and_a_rerun_retries_only_them(tiny_cfg, runs, tmp_path, capfd):
+    """Rows whose requests failed are unscored for now, not for good: the judge stage stays unfinished (one warning
+    line), a rerun asks only for them, and the metrics are made again from the judgments they change."""
+    def make_cfg(url):
+        cfg = tiny_cfg("method=base", "judge=openai", f"judge.base_url={url}", "judge.model=judge-model",
+                       "judge.api_key_env=GRASP_TEST_JUDGE_KEY", f"judge.cache_dir={tmp_path / 'judge_cache'}",
+                       "judge.max_attempts=2", "judge.backoff_s=0.01", "judge.max_backoff_s=0.02")
+        OmegaConf.update(cfg, "task.splits.unrelated.scorers.quality", {"prompt": TEMPLATE}, force_add=True)
+        OmegaConf.update(cfg, "task.metrics", {"eval/quality": {"split": "unrelated", "scorer": "quality"}},
+                         force_add=True, merge=True)
+        return cfg
+
+    doomed = set()
+    def every_other(prompt, attempt):
+        if len(doomed) < 3 and prompt not in doomed:
+            doomed.add(prompt)
+        return "500" if prompt in doomed else None
+
+    with FakeOpenAI(respond=lambda p: {"70": 0.5, "80": 0.5}, faults=every_other) as server:
+        first = run(make_cfg(server.url))
+    assert first["eval/quality_n"] == 6 and first["eval/quality_n_unscored"] == 3
+    assert first["eval/quality"] == pytest.approx(75.0)  # over the 3 rows that were scored
+    warning = [line for line in capfd.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "3 judge request(s) failed (first: gave up after 2 attempts: HTTP 500" in warning[0]
+    d = run_dir(make_cfg(server.url))
+    assert not (d / "stages" / "judge.json").exists() and (d / "stages" / "metrics.json").exists()
+
+    with FakeOpenAI(respond=lambda p: {"70": 0.5, "80": 0.5}) as healthy:  # another port: base_url is operational
+        again = run(make_cfg(healthy.url))
+    assert healthy.count == 3  # the failed ones only; the others come from the cache
+    assert again["eval/quality_n_unscored"] == 0 and again["eval/quality"] == pytest.approx(75.0)
+    assert (d / "stages" / "judge.json").exists()
+    assert load_json(d / "metrics" / "openai.json")["eval/quality_n_unscored"] == 0  # made again, not kept
 
 
 # --- judge=hf: the same rule over a local model's next-token distribution --------------------------

@@ -78,3 +78,40 @@ def test_untrained_base_has_no_train_stage(tiny_cfg):
     cfg = tiny_cfg("method=base")
     metrics = run(cfg)
     assert not (run_dir(cfg) / "model").exists() and "train/final_loss" not in metrics
+
+
+def test_a_forced_stage_makes_the_stages_after_it_again(tiny_cfg):
+    cfg = tiny_cfg("method=sft")
+    run(cfg)
+    d = run_dir(cfg)
+    files = ["model/adapter_model.safetensors", "generations.jsonl", "judgments/rule.jsonl", "metrics/rule.json"]
+
+    def stamps():
+        return {f: (d / f).stat().st_mtime_ns for f in files}
+
+    before = stamps()
+    run(tiny_cfg("method=sft", "force=[judge]"))
+    after = stamps()
+    assert [f for f in files if after[f] != before[f]] == files[2:]  # judge and metrics, not what they read
+    run(tiny_cfg("method=sft", "force=[train]"))
+    assert all(stamps()[f] != after[f] for f in files)  # a new adapter: generated, judged and measured again
+
+
+def test_two_processes_on_one_run_directory_do_not_interleave(tmp_path):
+    """E.g. two sweeps on one runs root: the second waits for the first, then finds every stage done."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, TINY, compose_config
+
+    args = [sys.executable, "-m", "grasp_bench", *TINY, f"paths.runs={tmp_path}", "method=base",
+            "task.splits.in_domain.limit=30", "task.splits.unrelated.limit=30", "task.splits.factor_use.limit=30",
+            "generator.batch_size=2"]
+    both = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in (0, 1)]
+    for p in both:
+        p.wait(timeout=600)
+        assert p.returncode == 0, p.stderr.read()[-2000:]
+    d = run_dir(compose_config(*TINY, "method=base", runs=tmp_path))
+    gens = [json.loads(line) for line in (d / "generations.jsonl").read_text().splitlines()]
+    assert len(gens) == 90 and len({(g["id"], g["sample"]) for g in gens}) == 90
+    assert len((d / "judgments" / "rule.jsonl").read_text().splitlines()) == 30 * 2 + 30 + 30  # in_domain: 2 scorers

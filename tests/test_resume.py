@@ -59,3 +59,20 @@ def test_a_record_made_before_a_knob_existed_counts_while_the_knob_is_at_its_def
         stage(basis="random").is_done()
     with pytest.raises(BadInput, match=r"method.extra: '<missing>' -> 1"):  # a key without a default
         stage(basis="identified", extra=1).is_done()
+
+
+def test_a_batch_cut_off_by_a_kill_is_not_written_twice(tiny_cfg):
+    """A kill between two flushes of one batch leaves part of it: the rerun generates the batch again and appends
+    only the rows that were missing, the same rows an uninterrupted run writes."""
+    from grasp_bench.pipeline import Run, run, run_dir
+
+    cfg = tiny_cfg("method=base", "generator.batch_size=4", "stages=[generate]")
+    run(cfg)
+    out = run_dir(cfg) / "generations.jsonl"
+    whole = out.read_text().splitlines()
+    out.unlink()
+    (run_dir(cfg) / "stages" / "generate.json").unlink()
+    out.with_name(out.name + ".partial").write_text("\n".join(whole[:6]) + "\n")  # batch 0, half of batch 1
+    Run(cfg).generate_stage()
+    again = out.read_text().splitlines()
+    assert len(again) == len(whole) == 18 and sorted(again) == sorted(whole)
