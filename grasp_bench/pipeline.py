@@ -249,7 +249,7 @@ class Run:
         rows = [r for split in load_eval(self.cfg.task).values() for r in split]
         if not generator.runs_hooks:  # out of process: it loads the weights from their paths
             generator.run(self.weight_paths(), self.tokenizer, rows, self.cfg.task.sampling, out, self.cfg.seed)
-            stage.mark_done(rows=len(rows))
+            stage.mark_done(rows=len(rows), lines=len(read_jsonl(out)))
             return
         model = self.weights()
         ctx = RunContext(cfg=self.cfg, run_dir=self.dir, tokenizer=self.tokenizer)
@@ -258,7 +258,8 @@ class Run:
             self.prepare(ctx)
         with self.method.generating(model, ctx):
             generator.run(model, self.tokenizer, rows, self.cfg.task.sampling, out, self.cfg.seed)
-        stage.mark_done(rows=len(rows), **({"diagnostics": ctx.diagnostics} if ctx.diagnostics else {}))
+        stage.mark_done(rows=len(rows), lines=len(read_jsonl(out)),
+                        **({"diagnostics": ctx.diagnostics} if ctx.diagnostics else {}))
         _free(model)
 
     def judge_stage(self) -> Path:
@@ -268,13 +269,14 @@ class Run:
         if not stage.is_done():
             scorers = {k: plain(v.scorers) for k, v in self.cfg.task.splits.items()}
             judge.run(read_jsonl(self.dir / "generations.jsonl"), scorers, out)
-            failed = [r for r in read_jsonl(out) if r["score"] is None and "error" in (r.get("raw") or {})]
+            judgments = read_jsonl(out)
+            failed = [r for r in judgments if r["score"] is None and "error" in (r.get("raw") or {})]
             if failed:  # unscored for now, not for good: the stage stays unfinished, so a rerun asks again
                 print(f"warning: {self.dir}: {len(failed)} judge request(s) failed (first: {failed[0]['raw']['error']}); "
                       "their rows count as unscored; rerun the same command to retry them (answers already given "
                       "are cached)", file=sys.stderr, flush=True)
             else:
-                stage.mark_done()
+                stage.mark_done(lines=len(judgments))
         return out
 
     def metrics_stage(self, judgments: Path) -> dict:

@@ -219,10 +219,19 @@ def _metric_specs(task: DictConfig) -> None:
                            f"({', '.join(task.splits[split].scorers)})")
 
 
-def _finished_output(path: Path, read: Callable[[Path], Any], stage: str) -> None:
-    """A finished stage's output that a later stage reads: damaged is an error that says how to redo it."""
+def _finished_output(path: Path, read: Callable[[Path], Any], stage: str, run_dir: Path) -> None:
+    """A finished stage's output that a later stage reads: damaged, or shorter than its stage record says (cut at
+    a line end), is an error that says how to redo it."""
+    def check() -> None:
+        rows = read(path)
+        record = run_dir / "stages" / f"{stage}.json"
+        record = check_json(record) if record.exists() else None
+        lines = record.get("lines") if isinstance(record, dict) else None  # records made before it: not checked
+        if lines is not None and len(rows) != lines:
+            raise BadInput(f"{path}: {len(rows)} rows where its stage record says {lines} (cut short?)")
+
     try:
-        _once(("output", *_file_key(path)), lambda: read(path) and None)
+        _once(("output", *_file_key(path)), check)
     except BadInput as e:
         raise BadInput(f"{e}; delete it or rerun with 'force=[{stage}]'") from None
 
@@ -271,12 +280,12 @@ def check_run(run: Any, reference: Callable[[], Any]) -> None:
         if hasattr(run.generator, "check"):
             run.generator.check()
     elif "judge" in todo:
-        _finished_output(out["generate"], read_jsonl, "generate")
+        _finished_output(out["generate"], read_jsonl, "generate", run.dir)
     if "judge" in todo:
         run.judge.check({k: OmegaConf.to_container(v.scorers, resolve=True) for k, v in task.splits.items()})
     elif "metrics" in todo:
-        _finished_output(out["judge"], read_jsonl, "judge")
+        _finished_output(out["judge"], read_jsonl, "judge", run.dir)
     if "metrics" in todo:
         _metric_specs(task)
     elif "metrics" in cfg.stages:
-        _finished_output(out["metrics"], check_json, "metrics")
+        _finished_output(out["metrics"], check_json, "metrics", run.dir)

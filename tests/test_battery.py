@@ -66,6 +66,10 @@ def row(**kw) -> str:
     return json.dumps({**GOOD, **kw})
 
 
+def cut_at_line(path: Path, keep: int) -> None:
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:keep]))
+
+
 def corrupt(path: Path, text: str | bytes) -> None:
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
 
@@ -157,6 +161,9 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], str]] = {
                                   "judge.json: not a stage record"),
     "truncated generations": (lambda c: truncated(c.finished() / "generations.jsonl") or ["force=[judge]"],
                               "generations.jsonl:18: malformed JSON"),
+    "generations cut at a line end": (lambda c: cut_at_line(c.finished() / "generations.jsonl", 10) or ["force=[judge]"],
+                                      "generations.jsonl: 10 rows where its stage record says 18 (cut short?); delete "
+                                      "it or rerun with 'force=[generate]'"),
     "generations not UTF-8": (lambda c: corrupt(c.finished() / "generations.jsonl", b'{"id": "\xff"}\n') or ["force=[judge]"],
                               "generations.jsonl:1: not UTF-8"),
     "truncated judgments": (lambda c: truncated(c.finished() / "judgments" / "rule.jsonl") or ["force=[metrics]"],
