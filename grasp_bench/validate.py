@@ -224,6 +224,8 @@ def _finished_output(path: Path, read: Callable[[Path], Any], stage: str, run_di
     a line end), is an error that says how to redo it."""
     def check() -> None:
         rows = read(path)
+        if stage == "metrics" and not isinstance(rows, dict):
+            raise BadInput(f"{path}: expected a JSON object, got {type(rows).__name__}")
         record = run_dir / "stages" / f"{stage}.json"
         record = check_json(record) if record.exists() else None
         lines = record.get("lines") if isinstance(record, dict) else None  # records made before it: not checked

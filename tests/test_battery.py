@@ -164,6 +164,8 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], str]] = {
     "generations cut at a line end": (lambda c: cut_at_line(c.finished() / "generations.jsonl", 10) or ["force=[judge]"],
                                       "generations.jsonl: 10 rows where its stage record says 18 (cut short?); delete "
                                       "it or rerun with 'force=[generate]'"),
+    "metrics file a list": (lambda c: corrupt(c.finished() / "metrics" / "rule.json", "[1, 2]") or [],
+                            "rule.json: expected a JSON object, got list; delete it or rerun with 'force=[metrics]'"),
     "generations not UTF-8": (lambda c: corrupt(c.finished() / "generations.jsonl", b'{"id": "\xff"}\n') or ["force=[judge]"],
                               "generations.jsonl:1: not UTF-8"),
     "truncated judgments": (lambda c: truncated(c.finished() / "judgments" / "rule.jsonl") or ["force=[metrics]"],
