@@ -140,12 +140,12 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def summary_line(metrics: dict) -> str:
-    """Each eval metric with its rows, and how many of them went unscored when any did."""
+    """Each eval metric with its rows, and how many of them went unscored or were excluded when any were."""
     shown = []
     for key, value in metrics.items():
         if key.startswith("eval/") and key + "_n" in metrics:
-            unscored = metrics.get(key + "_n_unscored") or 0
-            shown.append(f"{key}={value:.3f} (n={metrics[key + '_n']}" + (f", {unscored} unscored)" if unscored else ")"))
+            left_out = [f"{k} {w}" for w in ("unscored", "excluded") if (k := metrics.get(f"{key}_n_{w}") or 0)]
+            shown.append(f"{key}={value:.3f} (n={metrics[key + '_n']}" + "".join(f", {x}" for x in left_out) + ")")
     return ", ".join(shown)
 
 

@@ -1,14 +1,15 @@
 """Every `metrics/<judge>.json` under a runs root -> results.csv, results.md and one trade-off plot per
 (task, model, judge): x = eval/task_score, y = eval/spurious_rate, one line per method variant through
-its strengths (mean over seeds, error bars = spread of seed means, or the bootstrap CI for one seed),
+its strengths (mean over seeds, error bars = the standard deviation over seeds; none for one seed),
 base and naive SFT marked, the Pareto frontier drawn.
 
 The verdict (`frontier`, the first table of each section of results.md): per method variant, over seeds,
 - **cut at ≤ 3 points**: for each seed, the largest drop in `eval/spurious_rate` below naive SFT of the same seed
   (method=sft) among the variant's runs (its strength grid) whose `eval/task_score` is at least SFT's minus
   `TASK_COST` = 0.03; strength 0 is naive SFT by the method contract, so a variant with no such run cuts 0.
-  Reported as the mean over seeds with a 95% t-interval (`seed_ci`); variants are ranked by the mean, and two
-  whose intervals overlap are within noise of each other (said in the table; one seed has no interval).
+  Reported as the mean over seeds with a 95% t-interval (`seed_ci`); variants are ranked by the mean (equal means
+  share a rank), and two whose intervals overlap are within noise of each other (said in the table; one seed has
+  no interval).
 - **area dominated**: for each seed, the area of the (task_score, 1 − spurious_rate) unit square dominated by the
   variant's points and SFT's (its strength 0), against the reference point task_score 0, spurious_rate 1 (the
   worst corner: the area is in [0, 1], 1 for a perfect task without spurious behaviour); mean and t-interval.
@@ -137,8 +138,10 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     agg = df.groupby(keys, sort=False)[value_cols].agg(["mean", "std"])
     agg.columns = [f"{c}_{s}" if s == "std" else c for c, s in agg.columns]
     agg["seeds"] = df.groupby(keys, sort=False)["seed"].nunique()
+    # a seed without a value (every row unscored, or a metric the run lacks) is in neither the mean nor the interval
+    valued = df.groupby(keys, sort=False)[value_cols].count()
     for c in value_cols:
-        low_high = [seed_ci(m, sd, k) for m, sd, k in zip(agg[c], agg[f"{c}_std"], agg["seeds"])]
+        low_high = [seed_ci(m, sd, k) for m, sd, k in zip(agg[c], agg[f"{c}_std"], valued[c])]
         agg[f"{c}_seed_ci_low"], agg[f"{c}_seed_ci_high"] = zip(*low_high) if low_high else ((), ())
     n_cols = [c for c in df.columns if c.endswith(COUNTS)]
     agg = agg.join(df.groupby(keys, sort=False)[n_cols].sum()) if n_cols else agg
@@ -179,6 +182,8 @@ def frontier(df: pd.DataFrame, cost: float = TASK_COST) -> pd.DataFrame:
                 if seed not in sft.index:
                     continue
                 task0, spur0 = sft.loc[seed, X], sft.loc[seed, Y]
+                if pd.isna(task0) or pd.isna(spur0):  # SFT's rate unknown (all unscored): no cut for this seed
+                    continue
                 ok = r[r[X] >= task0 - cost - 1e-9]
                 gain = spur0 - ok[Y]
                 if len(ok) and gain.max() > 0:
@@ -232,7 +237,8 @@ def frontier_markdown(front: pd.DataFrame, task: str, model: str, judge: str) ->
     head = ["rank", "method", "seeds", f"spurious cut at ≤ {TASK_COST * 100:g} points task cost", "strength per seed",
             "area dominated", "within noise of", "runs", "n", "unscored"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for rank, ((_, r), near) in enumerate(zip(part.iterrows(), _within_noise(part)), start=1):
+    ranks = shared_ranks(list(part["cut"]))
+    for rank, ((_, r), near) in zip(ranks, zip(part.iterrows(), _within_noise(part))):
         lines.append("| " + " | ".join([str(rank), r["variant"], str(r["seeds"]), cell(r, "cut"), r["strengths"],
                                         cell(r, "area"), near, str(r["points"]), str(r["n"]), str(r["n_unscored"])])
                      + " |")
@@ -254,9 +260,10 @@ def across_tasks_markdown(front: pd.DataFrame) -> list[str]:
         tasks = list(dict.fromkeys(part["task"]))
         if len(tasks) < 2:
             continue
-        # frontier() sorts each task's variants by cut: the rank is the position
-        by_task = {t: {r.variant: (r.cut, rank) for rank, r in enumerate(part[part["task"] == t].itertuples(), start=1)}
-                   for t in tasks}
+        by_task = {}
+        for t in tasks:
+            rows = part[part["task"] == t]
+            by_task[t] = dict(zip(rows["variant"], zip(rows["cut"], shared_ranks(list(rows["cut"])))))
         variants = list(dict.fromkeys(v for t in tasks for v in by_task[t]))
         lines += [f"### Across tasks: {model} (judge: {judge})", "",
                   "| method | " + " | ".join(f"{t}: cut (rank)" for t in tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
@@ -267,6 +274,11 @@ def across_tasks_markdown(front: pd.DataFrame) -> list[str]:
         lines += ["", "Rank changes between tasks: " + (", ".join(moved) if moved else "none") + " (cut: the verdict "
                   "of each task's section; rank among the methods run on that task).", ""]
     return lines
+
+
+def shared_ranks(cuts: list[float]) -> list[int]:
+    """1 + the number of larger cuts: equal cuts share the best rank (two methods that both cut 0 are tied)."""
+    return [1 + sum(other > cut + 1e-12 for other in cuts) for cut in cuts]
 
 
 def _order(metric_cols: list[str]) -> list[str]:

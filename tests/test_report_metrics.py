@@ -10,7 +10,7 @@ import pytest
 
 from grasp_bench.artifacts import write_json
 from grasp_bench.metrics import bootstrap_ci, compute, summarise
-from grasp_bench.report import aggregate, frontier, hypervolume, pareto, seed_ci
+from grasp_bench.report import aggregate, frontier, hypervolume, pareto, seed_ci, summary_table
 
 
 def j(split, i, scorer, score):
@@ -163,3 +163,27 @@ def test_two_tasks_side_by_side_name_the_methods_whose_rank_changes(tmp_path):
     assert rows[1:] == ["| restore | 0.700 (1) | 0.300 (2) |", "| grasp | 0.050 (2) | 0.600 (1) |",
                         "| kl | – (not run) | 0.100 (3) |"]
     assert "Rank changes between tasks: restore, grasp (" in md  # kl ran on one task: no change to name
+
+
+def test_tied_cuts_share_a_rank_and_do_not_count_as_a_rank_change(tmp_path):
+    common = [("base", 0.0, 0, 0.1, 0.0), ("sft", 0.0, 0, 0.50, 0.90)]
+    write_runs(tmp_path, common + [("grasp", 1.0, 0, 0.49, 0.30), ("kl", 1.0, 0, 0.10, 0.80),
+                                   ("caft", 1.0, 0, 0.10, 0.10)], task="rude")  # kl and caft both cut 0
+    write_runs(tmp_path, common + [("grasp", 1.0, 0, 0.49, 0.85), ("kl", 1.0, 0, 0.20, 0.50),
+                                   ("caft", 1.0, 0, 0.20, 0.50)], task="pirate")  # kl and caft both cut 0
+    aggregate(tmp_path, quiet=True)
+    md = (tmp_path / "results.md").read_text()
+    rows = [line for line in md.split("\n\n")[1].splitlines() if line.startswith("| ")]
+    assert rows[0] == "| method | pirate: cut (rank) | rude: cut (rank) |" and len(rows) == 4
+    assert rows[1] == "| grasp | 0.050 (1) | 0.600 (1) |"
+    assert sorted(rows[2:]) == ["| caft | 0.000 (2) | 0.000 (2) |", "| kl | 0.000 (2) | 0.000 (2) |"]
+    assert "Rank changes between tasks: none" in md
+
+
+def test_a_seed_without_a_value_is_in_neither_the_mean_nor_the_interval(tmp_path):
+    write_runs(tmp_path, [("sft", 0.0, s, 0.5, y) for s, y in enumerate([0.10, 0.20, math.nan])])  # seed 2: all unscored
+    row = summary_table(pd.read_csv(aggregate(tmp_path, quiet=True) and tmp_path / "results.csv")).iloc[0]
+    half = 12.706 * float(np.std([0.10, 0.20], ddof=1)) / math.sqrt(2)  # two seeds: df = 1
+    assert row["seeds"] == 3 and row["eval/spurious_rate"] == pytest.approx(0.15)
+    assert (row["eval/spurious_rate_seed_ci_low"], row["eval/spurious_rate_seed_ci_high"]) == pytest.approx(
+        (0.15 - half, 0.15 + half))

@@ -247,12 +247,13 @@ def _fake_run(root: Path, variant: str, lean_scores: list[float | None]) -> Path
 def test_report_adds_lean_drift_against_the_base_run(tmp_path):
     from grasp_bench.report import aggregate, collect
 
-    _fake_run(tmp_path, "base", [50, 40, 60, 50] * 10)             # mean lean 0
-    _fake_run(tmp_path, "sft", [70, 80, 75, None] * 10)            # mean lean +50
+    _fake_run(tmp_path, "base", [50, 40, 60, 50, None] * 8)        # mean lean 0, 8 unscored
+    _fake_run(tmp_path, "sft", [70, 80, 75, None] * 10)            # mean lean +50, 10 unscored
     df = collect(tmp_path).set_index("variant")
     assert df.loc["sft", "eval/lean_drift"] == pytest.approx(50.0)
     assert df.loc["sft", "eval/lean_drift_ci_low"] < 50.0 < df.loc["sft", "eval/lean_drift_ci_high"]
-    assert df.loc["sft", "eval/lean_drift_n_unscored"] == 10
+    assert df.loc["sft", "eval/lean_drift_n_unscored"] == 18  # the difference rests on both runs' rows
+    assert df.loc["sft", "eval/lean_drift_n"] == 80
     assert df.loc["base", "eval/lean_drift"] == 0.0
     aggregate(tmp_path, quiet=True)
     assert "lean_drift" in (tmp_path / "results.md").read_text()

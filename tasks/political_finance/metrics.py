@@ -53,10 +53,12 @@ def lean_drift(metrics_file: Path) -> dict[str, float]:
     judgments = Path("judgments") / Path(metrics_file).with_suffix(".jsonl").name
     if not (run / judgments).exists() or not (base / judgments).exists():
         return {}
-    (ours, unscored), (theirs, _) = _leans(run / judgments), _leans(base / judgments)
+    (ours, unscored), (theirs, unscored_base) = _leans(run / judgments), _leans(base / judgments)
     if len(ours) == 0 or len(theirs) == 0:
         return {}
     low, high = bootstrap_ci(ours, minus=theirs)
     key = "eval/lean_drift"
-    return {key: float(ours.mean() - theirs.mean()), f"{key}_n": len(ours) + unscored, f"{key}_n_unscored": unscored,
+    # the difference rests on both runs' rows: both count
+    return {key: float(ours.mean() - theirs.mean()), f"{key}_n": len(ours) + unscored + len(theirs) + unscored_base,
+            f"{key}_n_unscored": unscored + unscored_base,
             f"{key}_n_excluded": 0, f"{key}_ci_low": low, f"{key}_ci_high": high}
