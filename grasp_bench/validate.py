@@ -226,8 +226,8 @@ def _finished_output(path: Path, read: Callable[[Path], Any], stage: str, run_di
         rows = read(path)
         if stage == "metrics" and not isinstance(rows, dict):
             raise BadInput(f"{path}: expected a JSON object, got {type(rows).__name__}")
-        record = run_dir / "stages" / f"{stage}.json"
-        record = check_json(record) if record.exists() else None
+        record_path = run_dir / "stages" / f"{stage}.json"
+        record = check_json(record_path) if record_path.exists() else None
         lines = record.get("lines") if isinstance(record, dict) else None  # records made before it: not checked
         if lines is not None and len(rows) != lines:
             raise BadInput(f"{path}: {len(rows)} rows where its stage record says {lines} (cut short?)")
