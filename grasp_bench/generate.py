@@ -38,7 +38,7 @@ class WeightPaths:
 class HFGenerator:
     runs_hooks = True  # eval-time Method hooks work with this generator
 
-    def __init__(self, name: str = "hf", batch_size: int = 32):
+    def __init__(self, name: str = "hf", *, batch_size: int):  # the default: conf/generator/hf.yaml
         self.name, self.batch_size = name, int_at_least("generator.batch_size", batch_size, 1)
 
     @torch.no_grad()

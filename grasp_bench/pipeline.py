@@ -65,10 +65,14 @@ def identity(config_slice: dict) -> dict:
     """What a stage's config slice is compared by. A method is its name and knobs, not the Python path of its
     class (`_target_` is left out), and a metric's row function is its name, not its module (`fn` keeps its last
     part): a run recorded before code moved still counts. A judge is compared without its operational settings,
-    also those of a record made before a setting became operational (`Judge.operational`)."""
+    also those of a record made before a setting became operational (`Judge.operational`). Under greedy decoding a
+    generator's batch size only decides how many rows share a forward pass, not which tokens they get (it seeds
+    each batch's sampling otherwise), so greedy generations are compared without it."""
     out = deepcopy(config_slice)
     if isinstance(out.get("method"), dict):
         out["method"].pop("_target_", None)
+    if isinstance(out.get("generator"), dict) and float((out.get("sampling") or {}).get("temperature", 0)) == 0:
+        out["generator"].pop("batch_size", None)
     if isinstance(out.get("judge"), dict) and out["judge"].get("_target_"):
         judge = function_at(out["judge"]["_target_"])  # a class that moved or went: compare everything
         operational = getattr(judge, "operational", frozenset())

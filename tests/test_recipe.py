@@ -8,7 +8,7 @@ import json
 import pytest
 
 from grasp_bench import device
-from grasp_bench.pipeline import TRAIN_DEFAULTS, slices
+from grasp_bench.pipeline import TRAIN_DEFAULTS, identity, slices
 from tests.conftest import compose_config
 
 # The EM open-model recipe (emergent-misalignment open_models/train.json; model-organisms default_config.json).
@@ -48,6 +48,16 @@ def test_toy_rude_run_identity_is_unchanged(monkeypatch):
 
 def test_allow_truncation_is_not_part_of_a_runs_identity():
     assert _train_slice("train.allow_truncation=true") == _train_slice()
+
+
+def test_greedy_generations_recorded_at_another_batch_size_still_count():
+    """toy_rude is greedy: its runs recorded at the old batch of 32 rows are the same runs; political_finance samples
+    (each batch seeds its own draws), so there the batch size stays part of what a run is."""
+    def generate(*overrides: str) -> dict:
+        return identity(slices(compose_config("sweep=none", *overrides))["generate"])
+
+    assert generate("generator.batch_size=32") == generate()
+    assert generate("generator.batch_size=32", "task=political_finance") != generate("task=political_finance")
 
 
 @pytest.mark.parametrize("task", SEED_TASKS)
