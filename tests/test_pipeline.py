@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from grasp_bench.artifacts import load_json
+from grasp_bench.artifacts import BadInput, load_json
 from grasp_bench.pipeline import run, run_dir
 from tests.conftest import TINY_MODELS
 
@@ -95,6 +95,24 @@ def test_a_forced_stage_makes_the_stages_after_it_again(tiny_cfg):
     assert [f for f in files if after[f] != before[f]] == files[2:]  # judge and metrics, not what they read
     run(tiny_cfg("method=sft", "force=[train]"))
     assert all(stamps()[f] != after[f] for f in files)  # a new adapter: generated, judged and measured again
+
+
+def test_a_greedy_run_is_the_same_run_at_another_generator_batch_size(tiny_cfg, tmp_path):
+    """Greedy: how many rows share a forward pass is not what a run is (its generations are kept). Sampled: each
+    batch seeds its own draws, so another batch size is another run (refused, naming the key)."""
+    cfg = tiny_cfg("method=base")
+    run(cfg)
+    gens = run_dir(cfg) / "generations.jsonl"
+    made = gens.stat().st_mtime_ns
+    run(tiny_cfg("method=base", "generator.batch_size=3"))
+    assert gens.stat().st_mtime_ns == made
+
+    from tests.conftest import TINY, compose_config
+
+    sampled = [*TINY, "method=base", "task.sampling.temperature=0.7"]
+    run(compose_config(*sampled, runs=tmp_path / "sampled"))
+    with pytest.raises(BadInput, match="batch_size"):
+        run(compose_config(*sampled, "generator.batch_size=3", runs=tmp_path / "sampled"))
 
 
 def test_two_processes_on_one_run_directory_do_not_interleave(tmp_path):
