@@ -15,10 +15,10 @@ VSTAMP  := .venv-vllm/.installed
 .PHONY: setup demo test test-slow test-vllm lint bench clean
 
 # pip installs torch and its dependencies, honouring pip's configuration (a local wheel or index of a CPU build,
-# where one is set); uv installs the rest in parallel. Every module is byte-compiled once here, on all cores (uv what
-# it installs, compile_dir what pip left), not at each process's imports (docs/training.md, "The demo's time": 26 s
-# in all, against pip's 51 s). compile_dir's result is not checked: one of torch's files is Python 3.12 only (pip
-# skips it the same way).
+# where one is set); uv installs the rest in parallel (from PyPI, or UV_INDEX_URL's index). Every module is
+# byte-compiled once here, on all cores (uv what it installs, compile_dir what pip left), not at each process's
+# imports (docs/training.md, "The demo's time": 26 s in all, against pip's 51 s). compile_dir's result is not
+# checked: one of torch's files is Python 3.12 only (pip skips it the same way).
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	echo "$(TORCH)" > .venv/constraints.txt
