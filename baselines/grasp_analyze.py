@@ -96,8 +96,9 @@ def factor_rate(model, tokenizer, rows, cfg, a_cfg, judge, scorer_spec, work: Pa
     if a_cfg.max_new_tokens is not None:
         sampling["max_new_tokens"] = int(a_cfg.max_new_tokens)
     gens_path, judged = work / f"{tag}.jsonl", work / f"{tag}.judged.jsonl"
-    HFGenerator(batch_size=int(cfg.generator.get("batch_size", 32))).run(model, tokenizer, rows, sampling, gens_path,
-                                                                         cfg.seed)
+    # transformers in process whatever generator the runs used; its batch as theirs, else the hf generator's default
+    batch = cfg.generator.get("batch_size") or OmegaConf.load(CONF_DIR / "generator" / "hf.yaml").batch_size
+    HFGenerator(batch_size=int(batch)).run(model, tokenizer, rows, sampling, gens_path, cfg.seed)
     gens = read_jsonl(gens_path)
     judge.run(gens, {a_cfg.split: {a_cfg.scorer: scorer_spec}}, judged)
     scores = [j["score"] for j in read_jsonl(judged)]

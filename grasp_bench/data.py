@@ -55,8 +55,8 @@ def build_task_files(task: DictConfig) -> None:
 
 
 def function_at(path: str) -> Callable | None:
-    """The function `module.name` names, or None. importlib, not hydra.utils.get_method: that one also logs a
-    failure, lines of it before a command's one error line."""
+    """The function or class `module.name` names, or None. importlib, not hydra.utils.get_method: that one also
+    logs a failure, lines of it before a command's one error line."""
     module, _, name = str(path).rpartition(".")
     try:
         found = getattr(importlib.import_module(module), name)

@@ -345,8 +345,8 @@ def main(argv: list[str] | None = None) -> None:
                 raise job_error(i, named, e) from None
         print(f"{len(jobs)} job(s)", flush=True)
         plans = []
-        for i, job in enumerate(jobs):
-            plans.append(plan_job(job, args.tokenizer, args.model_config, runs[i]))
+        for i, (job, built) in enumerate(zip(jobs, runs)):
+            plans.append(plan_job(job, args.tokenizer, args.model_config, built))
             print(format_job(i, job, plans[-1]), flush=True)
         if len(plans) > 1:
             print(format_total(plans))

@@ -266,12 +266,12 @@ def check_run(run: Any, reference: Callable[[], Any]) -> None:
 
     task, out = cfg.task, run.outputs()
     if run.method.starts_from != "untrained" and todo & {"train", "generate"}:
-        missing = [k for k in run.method.task_needs() if OmegaConf.select(task, k) is None]
+        needs = {key: OmegaConf.select(task, key) for key in run.method.task_needs()}
+        missing = [key for key, value in needs.items() if value is None]
         if missing:
             raise BadInput(f"method '{run.method.name}' reads task.{missing[0]}, which task '{task.name}' does not set")
         _training_file(task)
-        for key in type(run.method).task_inputs:
-            value = task.get(key)
+        for value in needs.values():  # prompt files it reads
             if isinstance(value, str) and value.endswith(".jsonl"):
                 _once(("rows", *_file_key(value)), lambda v=value: load_rows(v) and None)
     if "generate" in todo:
