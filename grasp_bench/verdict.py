@@ -209,11 +209,13 @@ class _Group:
     def table(self, metric: str, part: str) -> dict[str, np.ndarray]:
         if (metric, part) not in self.tables:
             r = self.rows[(self.rows["metric"] == metric) & (self.rows["part"] == part)]
+            split = self.rows[(self.rows["split"] == r["split"].iloc[0]) & (self.rows["part"] == part)] if len(r) else r
+            prompts = sorted(split["prompt"].unique())  # every metric of one split on the same columns
             t = {}
             for col in ("total", "scored", "unscored", "excluded"):
                 wide = r.pivot_table(index=RUN, columns="prompt", values=col, aggfunc="sum", fill_value=0)
-                t[col] = wide.reindex(self.runs, fill_value=0).to_numpy(dtype=float)
-            t["prompts"] = r["prompt"].nunique()
+                t[col] = wide.reindex(index=self.runs, columns=prompts, fill_value=0).to_numpy(dtype=float)
+            t["prompts"] = len(prompts)
             self.tables[metric, part] = t
         return self.tables[metric, part]
 
@@ -299,16 +301,18 @@ def group_verdict(rows: pd.DataFrame, settings: Settings) -> tuple[list[dict], l
             chosen[method] = (h, variant, pos)
     # test: the paired bootstrap (draw 0 = the test part itself)
     rng = np.random.default_rng(settings.seed)
-    weights = {}
+    split = {m: rows.loc[rows["metric"] == m, "split"].iloc[0] for m in (X, *shown)}
+    weights = {}  # one draw per split: two metrics of one split see the same prompts
     for metric in (X, *shown):
         p = g.table(metric, TEST)["total"].shape[1]
-        weights[metric] = np.vstack([np.ones((1, p)), rng.multinomial(p, np.full(p, 1 / p), size=settings.resamples)])
+        if split[metric] not in weights:
+            weights[split[metric]] = np.vstack([np.ones((1, p)), rng.multinomial(p, np.full(p, 1 / p),
+                                                                                   size=settings.resamples)])
     seed_w = np.vstack([ones, rng.multinomial(len(g.seeds), np.full(len(g.seeds), 1 / len(g.seeds)),
                                               size=settings.resamples)])
-    values = {m: g.run_values(m, TEST, weights[m]) for m in (X, *shown)}
+    values = {m: g.run_values(m, TEST, weights[split[m]]) for m in (X, *shown)}
     out, draws = [], {}
     group = dict(zip(GROUP, rows.iloc[0][GROUP]))
-    split = {m: rows.loc[rows["metric"] == m, "split"].iloc[0] for m in (X, *shown)}
     for method, (h_sel, variant, pos) in sorted(chosen.items(), key=lambda kv: kv[0] != "sft"):
         strengths, points = curves[method, variant]
         xs = _seed_means(values[X], points, seed_w)

@@ -12,11 +12,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grasp_bench.artifacts import BadInput, write_json, write_jsonl, write_text
+from grasp_bench.artifacts import BadInput, read_jsonl, write_json, write_jsonl, write_text
 from grasp_bench.metrics import compute
 from grasp_bench.report import aggregate, main
-from grasp_bench.verdict import (SELECTION, TEST, Settings, at, at_cost, differ, hypervolume, paired_interval,
-                                 part_of, prompt_rows, verdict)
+from grasp_bench.verdict import (
+    SELECTION,
+    TEST,
+    Settings,
+    at,
+    at_cost,
+    differ,
+    hypervolume,
+    paired_interval,
+    part_of,
+    prompt_rows,
+    verdict,
+)
 
 METRICS = {"eval/task_score": {"split": "in_domain", "scorer": "correct"},
            "eval/spurious_rate": {"split": "unrelated", "scorer": "factor"}}
@@ -114,18 +125,18 @@ def test_verdict_selects_on_one_part_and_reports_on_the_other(runs):
     assert g["low"] <= g["headline"] <= g["high"] and g["high"] - g["low"] < 0.2
     assert g["selected_on"].startswith("selection part: ") and g["seeds"] == 3
     # the figures are the test part's alone: recomputed by hand from the judgments of the test prompts
-    prompts = pd.concat([prompt_rows({"strength": s, "seed": k}, METRICS,
-                                     [json.loads(line) for line in (runs / f"toy/m/{m}/strength={s:g}/seed={k}/generations.jsonl").open()],
-                                     [json.loads(line) for line in (runs / f"toy/m/{m}/strength={s:g}/seed={k}/judgments/rule.jsonl").open()],
-                                     Settings()).assign(method=m) for m, s in (("sft", 0), ("grasp", 0.5), ("grasp", 1.0))
-                         for k in range(3)])
+    def rows(method, strength, seed):
+        run = runs / f"toy/m/{method}/strength={strength:g}/seed={seed}"
+        return prompt_rows({"method": method, "strength": strength, "seed": seed}, METRICS,
+                           read_jsonl(run / "generations.jsonl"), read_jsonl(run / "judgments/rule.jsonl"), Settings())
+
+    prompts = pd.concat([rows(m, s, k) for m, s in (("sft", 0), ("grasp", 0.5), ("grasp", 1.0)) for k in range(3)])
     test = prompts[(prompts["part"] == TEST) & (prompts["metric"] == "eval/spurious_rate")]
     rate = test.groupby(["method", "strength", "seed"])[["total", "scored"]].sum()
     curve = (rate["total"] / rate["scored"]).groupby(level=[0, 1]).mean()
     ys = [curve["sft", 0], curve["grasp", 0.5], curve["grasp", 1.0]]
     assert g["headline"] == pytest.approx(at(np.array(ys), g["position"]))
-    assert g["n"] == test[test["method"] != "x"].pipe(
-        lambda t: t[t["strength"].isin(_used(g["position"]))]["scored"].sum())
+    assert g["n"] == test[test["strength"].isin(_used(g["position"]))]["scored"].sum()
     # noisy never cuts: within noise of sft, and grasp differs from both
     pairs = out["pairs"].set_index(["a", "b"])
     assert pairs.loc[("grasp", "sft"), "differ"] and pairs.loc[("grasp", "noisy"), "differ"]
