@@ -390,7 +390,7 @@ def aggregate(runs_root: str | Path, quiet: bool = False, logger_cfg=None) -> di
     settings = settings or verdict.Settings()
     front, pairs = verdict.verdict(prompts, settings, roles)
     write_text(runs_root / "results.csv", df.to_csv(index=False))
-    write_json(runs_root / "verdict.json", verdict.to_json(front, pairs, settings))
+    write_json(runs_root / "verdict.json", verdict.to_json(front, pairs, settings, roles))
     md = markdown(summary_table(df), front, pairs, settings, roles)
     if missing:  # said, never silent: these runs are in the tables of runs but not in the verdict
         md = (f"Left out of the verdict: {len(missing)} run(s) without generations.jsonl, judgments or task.metrics "

@@ -381,15 +381,16 @@ def within_noise(pairs: pd.DataFrame, method: str, task: str, model: str, judge:
     return [b if a == method else a for a, b in zip(p["a"], p["b"]) if method in (a, b)]
 
 
-def to_json(methods: pd.DataFrame, pairs: pd.DataFrame, settings: Settings) -> dict:
-    """verdict.json: the settings, one entry per (task, model, judge, method), one per pair."""
+def to_json(methods: pd.DataFrame, pairs: pd.DataFrame, settings: Settings, roles: Mapping[str, str] | None = None
+            ) -> dict:
+    """verdict.json: the settings, each task's role, one entry per (task, model, judge, method), one per pair."""
     def records(df):
         return [{k: (None if isinstance(v, float) and math.isnan(v) else v.item() if hasattr(v, "item") else v)
                  for k, v in r.items()} for r in df.to_dict("records")] if len(df) else []
     return {"settings": {"selection": {"fraction": settings.fraction, "seed": settings.seed},
                          "task_cost": settings.task_cost, "rank_on": list(settings.rank_on),
                          "resamples": settings.resamples, "reported_on": TEST, "selected_on": SELECTION},
-            "verdict": records(methods), "pairs": records(pairs)}
+            "roles": dict(sorted((roles or {}).items())), "verdict": records(methods), "pairs": records(pairs)}
 
 
 def from_json(data: Mapping) -> tuple[pd.DataFrame, pd.DataFrame, Settings]:
