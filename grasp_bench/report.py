@@ -29,6 +29,7 @@ files of the last good report are kept.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -147,20 +148,28 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return agg.reset_index()
 
 
+@functools.lru_cache(maxsize=256)
+def _load_config(path: Path, _mtime_ns: int):
+    """A config file, parsed once per version (a run's config.yaml is read for several keys)."""
+    try:
+        return OmegaConf.load(path)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise BadInput(f"{path}:{mark.line + 1 if mark else 1}: not valid YAML ({e.problem or e.context}); "
+                       "fix or delete it") from None
+    except (yaml.YAMLError, UnicodeDecodeError, OmegaConfBaseException) as e:
+        raise BadInput(f"{path}: cannot read it ({one_line(e)}); fix or delete it") from None
+
+
 def _config_value(run: Path, key: str, shipped: Path, shipped_key: str):
     """`key` of the run's config.yaml, else `shipped_key` of a shipped config (a run made before the key existed,
     or copied results without a config); a BadInput naming a config that cannot be read."""
-    config = run / "config.yaml"
-    for path, k in ((config, key), (shipped, shipped_key)):
+    for path, k in ((run / "config.yaml", key), (shipped, shipped_key)):
         if not path.is_file():
             continue
         try:
-            value = OmegaConf.select(OmegaConf.load(path), k)
-        except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            raise BadInput(f"{path}:{mark.line + 1 if mark else 1}: not valid YAML ({e.problem or e.context}); "
-                           "fix or delete it") from None
-        except (yaml.YAMLError, UnicodeDecodeError, OmegaConfBaseException) as e:
+            value = OmegaConf.select(_load_config(path, path.stat().st_mtime_ns), k)
+        except OmegaConfBaseException as e:
             raise BadInput(f"{path}: cannot read {k} ({one_line(e)}); fix or delete it") from None
         if value is not None:
             return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
