@@ -86,7 +86,8 @@ def render(text: str, generated: dict[str, str], results_dir: Path) -> str:
             raise BadInput(f"results block {name!r}: no {results_dir / name}/results.csv; add the organism's "
                            "results files or remove the block")
         named.add(name)
-        return f"{match.group(1)}{NOTE}\n\n{generated[name]}\n\n{match.group(4)}"
+        table = generated[name] or "No results files to tabulate yet (docs/results/ holds none for two organisms)."
+        return f"{match.group(1)}{NOTE}\n\n{table}\n\n{match.group(4)}"
 
     text = BLOCK.sub(body, text)
     for name in sorted(set(generated) - named - {ACROSS}):

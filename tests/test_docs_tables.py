@@ -27,17 +27,26 @@ More prose.
 """
 
 
-@pytest.fixture
-def committed(tmp_path):
-    """A runs root with two organisms, reported; its results files taken into docs/results; a doc with blocks."""
-    runs = tmp_path / "runs"
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    """A runs root with two organisms, reported, and its results files taken into a results folder."""
+    root = tmp_path_factory.mktemp("reported")
+    runs, results = root / "runs", root / "results"
     synthetic_root(runs, seeds=(0, 1), task="toy", n_task=60, n_spur=60)
     synthetic_root(runs, seeds=(0,), task="other", n_task=60, n_spur=60)
     aggregate(runs, quiet=True)
-    doc = tmp_path / "RESULTS.md"
+    doc = root / "RESULTS.md"
     doc.write_text(DOC)
-    results = tmp_path / "results"
     main(["--take", str(runs), "--results", str(results), "--doc", str(doc)])
+    return runs, results, doc.read_text()
+
+
+@pytest.fixture
+def committed(reported, tmp_path):
+    """...and a doc whose blocks were generated from them, for one test to change."""
+    runs, results, text = reported
+    doc = tmp_path / "RESULTS.md"
+    doc.write_text(text)
     return runs, results, doc
 
 
@@ -87,3 +96,13 @@ def test_a_block_without_results_files_is_one_line_and_exit_2(committed, capsys)
         main(["--results", str(results), "--doc", str(doc)])
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1 and "results block 'gone'" in err
+
+
+def test_the_committed_doc_is_generated_from_the_committed_results():
+    """docs/RESULTS.md's blocks are what docs/results/ makes: a retyped or stale table fails here."""
+    from grasp_bench.layout import CONF_DIR
+
+    repo = CONF_DIR.parent
+    if not (repo / "docs" / "RESULTS.md").is_file():
+        pytest.skip("an installed package without the repository's docs")
+    main(["--results", str(repo / "docs" / "results"), "--doc", str(repo / "docs" / "RESULTS.md"), "--check"])
