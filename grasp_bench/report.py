@@ -163,16 +163,26 @@ def _load_config(path: Path, _mtime_ns: int):
 
 def _config_value(run: Path, key: str, shipped: Path, shipped_key: str):
     """`key` of the run's config.yaml, else `shipped_key` of a shipped config (a run made before the key existed,
-    or copied results without a config); a BadInput naming a config that cannot be read."""
-    for path, k in ((run / "config.yaml", key), (shipped, shipped_key)):
+    or copied results without a config); a BadInput naming a run config that cannot be read. A shipped group
+    config (conf/task/<task>.yaml) is read as the node it becomes (`task`), its interpolations resolved where they
+    can be (None where they cannot: outside a composed job they may point at nothing)."""
+    for path, k, node in ((run / "config.yaml", key, None), (shipped, shipped_key, shipped.parent.name)):
         if not path.is_file():
             continue
+        cfg = _load_config(path, path.stat().st_mtime_ns)
         try:
-            value = OmegaConf.select(_load_config(path, path.stat().st_mtime_ns), k)
+            if node in ("task", "method", "model"):
+                value = OmegaConf.select(OmegaConf.create({node: cfg}), f"{node}.{k}")
+            else:
+                value = OmegaConf.select(cfg, k)
+            if OmegaConf.is_config(value):
+                value = OmegaConf.to_container(value, resolve=True)
         except OmegaConfBaseException as e:
+            if node is not None:
+                return None
             raise BadInput(f"{path}: cannot read {k} ({one_line(e)}); fix or delete it") from None
         if value is not None:
-            return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+            return value
     return None
 
 
@@ -197,8 +207,9 @@ def verdict_inputs(runs_root: Path) -> tuple[pd.DataFrame, dict, verdict.Setting
             raise BadInput(f"{where}: task.role={role!r}: expected test or development")
         roles[row["task"]] = role
         judgments, generations = run / "judgments" / f"{row['judge']}.jsonl", run / "generations.jsonl"
-        specs = _config_value(run, "task.metrics", CONF_DIR / "task" / f"{row['task']}.yaml", "metrics")
-        if not (judgments.is_file() and generations.is_file() and specs):
+        specs = _config_value(run, "task.metrics", CONF_DIR / "task" / f"{row['task']}.yaml", "metrics") if (
+            judgments.is_file() and generations.is_file()) else None
+        if not specs:
             missing.append(run)
             continue
         identity = {k: row[k] for k in IDENTITY}

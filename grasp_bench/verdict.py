@@ -360,13 +360,13 @@ def differ(low: float, high: float) -> bool:
 def verdict(prompts: pd.DataFrame, settings: Settings, roles: Mapping[str, str] | None = None
             ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The verdict and the pairs of every (task, model, judge) of a test-role task (`roles`: task -> role, default
-    test; development tasks are left out); a BadInput for a split with an empty part."""
-    check_parts(prompts, settings)
+    test; development tasks are left out); a BadInput for a split of a verdicted task with an empty part."""
     methods, pairs = [], []
     if len(prompts):
         for _, rows in prompts.groupby(GROUP, sort=True):
             if (roles or {}).get(rows["task"].iloc[0], "test") == "development":
                 continue
+            check_parts(rows, settings)
             m, p = group_verdict(rows, settings)
             methods += m
             pairs += p
