@@ -272,3 +272,13 @@ def test_hypervolume_is_the_dominated_area():
 def test_verdict_of_no_rows_is_empty():
     front, pairs = verdict(pd.DataFrame(), Settings())
     assert front.empty and pairs.empty
+
+
+def test_a_damaged_judgments_file_is_one_line_naming_it(tmp_path, capsys):
+    synthetic_root(tmp_path, seeds=(0,), n_task=40, n_spur=40)
+    damaged = tmp_path / "toy/m/grasp/strength=1/seed=0/judgments/rule.jsonl"
+    damaged.write_bytes(damaged.read_bytes() + b'{"id": oops\n')
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and err.startswith(f"error: {damaged}:")
