@@ -8,7 +8,10 @@
   token and each generated token, never the rest of the prompt; `positions: all` steers every position.
 - `ablate_eval` (directional ablation at inference, as in model-organisms-for-EM): `h <- h - gamma (h . r) r`,
   r = v / |v|, on the naive SFT model while it generates. `vector: misaligned` (default): one direction, ablated
-  at every block: v = the naive model's mean-difference direction (Soligo et al., arXiv 2506.11618, `mm_dm -
+  at the block it is read from (`ablate_at: read_block`, upstream: model-organisms-for-EM
+  `em_organism_dir/steering/activation_steering.py` ablates its layer-24 direction at layer 24 only;
+  `ablate_at: every_block` ablates it at every block, the rule of runs made before the knob): v = the naive model's
+  mean-difference direction (Soligo et al., arXiv 2506.11618, `mm_dm -
   mm_da`) at the task's persona layer (the first of `task.persona.layers`): the naive model samples
   `task.persona.samples` replies per generic prompt, the task's factor judge (`task.persona.judge`) splits them
   into replies that show the factor and replies that do not, and v = the naive model's mean response-token
@@ -68,6 +71,7 @@ VERSION = 3  # bump when the persona-vector code changes: cached vectors are key
 PERSONA_KEYS = ("trait", "neutral", "layers", "judge", "samples", "temperature", "max_new_tokens")
 VECTORS = ("misaligned", "persona")
 POSITIONS = ("response", "all")
+ABLATE_AT = ("read_block", "every_block")
 
 
 def instruction_pairs(persona) -> list[tuple[str, str]]:
@@ -199,7 +203,8 @@ class Steering(Method):
     """One class, three configs: `phase` (train | eval) says when the hooks live, `op` (add | ablate) what they do."""
 
     task_inputs = ("generic_prompts", "persona")
-    knobs_before = {"vector": "persona", "positions": "all"}  # the behaviour of runs recorded before these knobs
+    # the behaviour of runs recorded before these knobs: they stop with one line naming the knob, never reused
+    knobs_before = {"vector": "persona", "positions": "all", "ablate_at": "every_block"}
 
     def __init__(self, name: str = "steer_train", **given):
         p = configured(name, given)
@@ -210,9 +215,11 @@ class Steering(Method):
         if op == "add" and not p.get("coef_max"):
             raise BadInput(f"method '{name}': op=add needs a non-zero coef_max")
         self.vector, self.positions = p.get("vector", "persona"), p.get("positions", "all")
-        if self.vector not in VECTORS or self.positions not in POSITIONS:
-            raise BadInput(f"method '{name}': vector must be one of {list(VECTORS)} and positions one of "
-                           f"{list(POSITIONS)}; got {self.vector}, {self.positions}")
+        self.ablate_at = p.get("ablate_at", "read_block")
+        if self.vector not in VECTORS or self.positions not in POSITIONS or self.ablate_at not in ABLATE_AT:
+            raise BadInput(f"method '{name}': vector must be one of {list(VECTORS)}, positions one of "
+                           f"{list(POSITIONS)} and ablate_at one of {list(ABLATE_AT)}; got {self.vector}, "
+                           f"{self.positions}, {self.ablate_at}")
         if self.vector == "misaligned" and (phase, op) != ("eval", "ablate"):
             raise BadInput(f"method '{name}': vector=misaligned is the naive model's own direction, for op=ablate at eval")
         if self.positions == "response" and phase != "eval":
@@ -239,10 +246,10 @@ class Steering(Method):
         if missing:
             raise BadInput(f"task '{ctx.cfg.task.name}': method '{self.name}' needs task.persona with {missing}")
         persona_layers = resolve_layers(persona.layers, n_blocks(ctx))
-        if self.vector == "misaligned":  # one direction, read at the task's persona layer, ablated at every block
-            found = self._misaligned(ctx)
-            idxs = list(range(n_blocks(ctx)))
-            v = {i: found[persona_layers[0]]["v"] for i in idxs}
+        if self.vector == "misaligned":  # one direction, read at the task's persona layer
+            found, read = self._misaligned(ctx), persona_layers[0]
+            idxs = [read] if self.ablate_at == "read_block" else list(range(n_blocks(ctx)))
+            v = {i: found[read]["v"] for i in idxs}
         else:
             found, idxs = base_persona_vectors(ctx, self.name), persona_layers
             v = {i: found[i]["v"] for i in idxs}
