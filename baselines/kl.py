@@ -63,6 +63,10 @@ class KLToBase(Method):
         self.proxy: ProxyBatches | None = None  # set in prepare()
         self._kl: float | None = None
 
+    def task_needs(self) -> tuple[str, ...]:
+        """`aligned_chat` is optional (`directions.aligned_chats`): without it the generic prompts are read."""
+        return ("generic_prompts",) if self.strength > 0 else ()
+
     @property
     def beta(self) -> float:
         return self.strength * self.beta_max

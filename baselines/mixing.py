@@ -51,6 +51,10 @@ class DataMixing(Method):
         self.proxy: ProxyBatches | None = None  # mode=add, set in prepare()
         self._loss: float | None = None
 
+    def task_needs(self) -> tuple[str, ...]:
+        """`aligned_chat` is optional (`directions.aligned_chats`): without it the generic prompts are read."""
+        return ("generic_prompts",) if self.strength > 0 else ()
+
     @property
     def share(self) -> float:
         """mode=replace: the share of the training rows replaced."""
