@@ -641,9 +641,7 @@ def test_analyze_studies_the_q_that_training_used(runs_root, knobs):
         assert (a is None) == (b is None)
         if a is not None:
             assert torch.allclose(a, b, atol=1e-6)
-    plain = identify(ensure_reference(cfg) / "model", k=trained.Q.shape[1] if trained.Q is not None else 1,
-                     pooling=cfg.method.pooling, side=cfg.method.side, layers=cfg.method.layers,
-                     layers_path=cfg.model.layers_path)
-    base = plain.Q if plain.Q is not None else plain.per_layer[1]
-    ours = trained.Q if trained.Q is not None else trained.per_layer[1]
-    assert not torch.allclose(base.abs(), ours.abs(), atol=1e-3)  # without norms/random draw: another Q
+    assert studied.meta == trained.meta  # the same key: reader space, random draw and its seed included
+    if cfg.method.basis == "random":  # identify() alone gives another Q than the one trained with
+        plain = identify(ensure_reference(cfg) / "model", pooling="per_layer", side="both", layers=[0, 1])
+        assert not torch.allclose(plain.per_layer[1].abs(), trained.per_layer[1].abs(), atol=1e-3)
