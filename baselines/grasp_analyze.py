@@ -44,7 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from grasp_bench import models
 from grasp_bench.artifacts import BadInput, atomic_path, read_jsonl, write_json
-from grasp_bench.baselines.steering import PERSONA_KEYS, instruction_pairs, persona_vectors
+from grasp_bench.baselines.steering import instruction_pairs, persona_missing, persona_vectors
 from grasp_bench.data import build_task_files, load_eval, load_rows, render_prompt
 from grasp_bench.generate import HFGenerator
 from grasp_bench.hooks import add_to_residual
@@ -115,7 +115,7 @@ def persona_direction(model, blocks, tokenizer, a_cfg, cfg) -> dict[int, torch.T
     `analyze.persona_tokens` tokens to the first `analyze.generic_limit` generic prompts); None when the task has no
     complete persona block or no generic prompts."""
     persona, path = cfg.task.get("persona"), cfg.task.get("generic_prompts")
-    if not persona or any(persona.get(k) is None for k in PERSONA_KEYS) or not path or not Path(path).is_file():
+    if persona_missing(persona) or not path or not Path(path).is_file():
         return None
     prompts = [[m for m in r["messages"] if m["role"] != "system"] for r in load_rows(path, a_cfg.generic_limit)]
     found = persona_vectors(model, blocks, list(range(len(blocks))), tokenizer, prompts, instruction_pairs(persona),

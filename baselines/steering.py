@@ -69,6 +69,15 @@ from grasp_bench.method import Method, RunContext, configured
 
 VERSION = 3  # bump when the persona-vector code changes: cached vectors are keyed on it
 PERSONA_KEYS = ("trait", "neutral", "layers", "judge", "samples", "temperature", "max_new_tokens")
+# `judge: null` is allowed: no offline trait judge (the EM tasks, judged by LLMs): every (trait, neutral) pair is kept
+PERSONA_SET = tuple(k for k in PERSONA_KEYS if k != "judge")
+
+
+def persona_missing(persona) -> list[str]:
+    """The keys a persona block lacks: every key but `judge` needs a value, `judge` may be null."""
+    if not persona:
+        return list(PERSONA_KEYS)
+    return [k for k in PERSONA_KEYS if (k not in persona if k == "judge" else persona.get(k) is None)]
 VECTORS = ("misaligned", "persona")
 POSITIONS = ("response", "all")
 ABLATE_AT = ("read_block", "every_block")
@@ -127,7 +136,11 @@ def persona_vectors(model, layers, idxs: list[int], tokenizer, questions: list[l
                                                       side_seed))
         for q in range(len(questions)):
             pos, neg = replies["trait"][1][q], replies["neutral"][1][q]
-            found_pos, found_neg = judged(judge, pos, "task.persona.judge"), judged(judge, neg, "task.persona.judge")
+            if judge is None:  # no offline trait judge: every pair is kept
+                found_pos, found_neg = [True] * len(pos), [False] * len(neg)
+            else:
+                found_pos, found_neg = (judged(judge, pos, "task.persona.judge"),
+                                        judged(judge, neg, "task.persona.judge"))
             for j in range(samples):
                 total += 1
                 if found_pos[j] and not found_neg[j]:
@@ -169,7 +182,7 @@ def task_persona(ctx: RunContext, method: str, idxs: list[int], model_key: dict 
     """The task's persona block, checked, and the cache key of what is extracted from it (`idxs` blocks)."""
     task = ctx.cfg.task
     persona = task.get("persona")
-    missing = [k for k in PERSONA_KEYS if not persona or persona.get(k) is None]
+    missing = persona_missing(persona)
     if missing:
         raise BadInput(f"task '{task.name}': method '{method}' needs task.persona.{{{', '.join(PERSONA_KEYS)}}}"
                        f" (missing: {', '.join(missing)})")
@@ -236,13 +249,16 @@ class Steering(Method):
         return self.strength * (self.coef_max or 0.0)
 
     def task_needs(self) -> tuple[str, ...]:
-        return ("generic_prompts", *(f"persona.{k}" for k in PERSONA_KEYS)) if self.strength > 0 else ()
+        if self.strength == 0:
+            return ()
+        judge = ("persona.judge",) if self.vector == "misaligned" else ()  # splits the naive model's replies
+        return ("generic_prompts", *(f"persona.{k}" for k in PERSONA_SET), *judge)
 
     def prepare(self, ctx: RunContext) -> None:
         if self.strength == 0:
             return
         persona = ctx.cfg.task.get("persona")
-        missing = [k for k in PERSONA_KEYS if not persona or persona.get(k) is None]
+        missing = persona_missing(persona)
         if missing:
             raise BadInput(f"task '{ctx.cfg.task.name}': method '{self.name}' needs task.persona with {missing}")
         persona_layers = resolve_layers(persona.layers, n_blocks(ctx))
