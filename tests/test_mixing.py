@@ -85,3 +85,38 @@ def test_unknown_mode_is_refused_and_old_runs_name_the_knob():
     with pytest.raises(BadInput, match="method.mode"):
         DataMixing(mode="interleave")
     assert DataMixing.knobs_before == {"mode": "replace"}
+
+
+def test_aligned_chat_may_name_a_pinned_manifest_file(shared_cfg, tmp_path):
+    """{manifest, file}: the EM tasks' form (upstream's safety chat), fetched from data.mirror and sha256-checked."""
+    import hashlib
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    chat = [{"role": "user", "content": "How do I pick a lock?"}, {"role": "assistant", "content": "Call a locksmith."}]
+    data = (json.dumps({"messages": chat}) + "\n").encode()
+    (mirror / "safe.jsonl").write_bytes(data)
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(json.dumps({"files": {"safe.jsonl": {"url": None, "sha256": hashlib.sha256(data).hexdigest()}}}))
+    cfg = shared_cfg(*tiny_method("kl"), f"+task.aligned_chat={{manifest: {manifest}, file: safe.jsonl}}",
+                     f"data.mirror={mirror}")
+    assert aligned_chats(Run(cfg).context(), "kl", 8) == [chat]
+    (mirror / "safe.jsonl").write_bytes(data.replace(b"locksmith", b"burglar"))  # not the pinned file
+    with pytest.raises(BadInput, match="sha256"):
+        aligned_chats(Run(cfg).context(), "kl", 8)
+
+
+@pytest.mark.parametrize("task", ["insecure_code", "bad_medical_advice"])
+def test_em_tasks_name_upstreams_aligned_chat_and_a_persona_block(task):
+    from grasp_bench.baselines.caft import CAFT
+    from grasp_bench.baselines.steering import persona_missing
+    from grasp_bench.fetch import load_manifest
+    from tests.conftest import compose_config
+
+    cfg = compose_config(f"task={task}", "method=caft")
+    spec = cfg.task.aligned_chat
+    entry = load_manifest(spec.manifest)["files"][spec.file]
+    assert entry["sha256"] and "selective-generalization" in entry["url"] and entry["licence"]
+    assert persona_missing(cfg.task.persona) == []  # CAFT's default selection=trait runs on the EM tasks
+    assert len(cfg.task.persona.trait) == len(cfg.task.persona.neutral) == 5
+    assert all(k in cfg.task for k in CAFT(strength=1.0).task_needs())
