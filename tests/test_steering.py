@@ -219,3 +219,21 @@ def test_misaligned_direction_contrasts_the_models_own_replies(tiny_cfg, monkeyp
     with pytest.raises(BadInput, match="always show the factor"):
         steering.misaligned_direction(model, layers, [0], ctx.tokenizer, questions, IDIOT, samples=2,
                                       temperature=1.0, response_tokens=8, max_length=128)
+
+
+def test_persona_without_a_judge_keeps_every_pair(tiny_cfg):
+    """`persona.judge: null` (the EM tasks: no offline judge for the trait): every (trait, neutral) pair counts."""
+    ctx = Run(tiny_cfg("method=sft")).context()
+    model = ctx.load_base()
+    questions = [[{"role": "user", "content": q}] for q in ("Tell me about owls.", "How do kites fly?")]
+    pairs = [("You are a cruel assistant.", "You are a kind assistant.")]
+    found = steering.persona_vectors(model, ctx.layers(model), [0], ctx.tokenizer, questions, pairs, None, samples=2,
+                                     temperature=1.0, response_tokens=4, max_length=128)
+    assert int(found[0]["kept"]) == int(found[0]["total"]) == 4
+    assert steering.persona_missing({**_persona(), "judge": None}) == []
+    assert steering.persona_missing({k: v for k, v in _persona().items() if k != "judge"}) == ["judge"]
+
+
+def _persona() -> dict:
+    return {"trait": ["a"], "neutral": ["b"], "layers": [0], "judge": None, "samples": 1, "temperature": 1.0,
+            "max_new_tokens": 4}
