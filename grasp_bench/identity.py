@@ -380,6 +380,9 @@ class RunKey:
     def slices(self) -> dict[str, dict]:
         return slices(self.cfg, self.method_class)
 
-    def stage(self, name: str, output: Path, force: bool = False) -> Stage:
-        return Stage(self.dir, name, output, self.slices()[name], force=force, method_defaults=self.method_defaults(),
+    def stage(self, name: str, output: Path) -> Stage:
+        """Stage `name`; forced (made again) when it or a stage before it is in `force`: a stage after a forced one
+        reads its new output, so its record, made from the old one, is not compared."""
+        forced = any(s in self.cfg.get("force", ()) for s in STAGES[:STAGES.index(name) + 1])
+        return Stage(self.dir, name, output, self.slices()[name], force=forced, method_defaults=self.method_defaults(),
                      later=STAGES[STAGES.index(name) + 1:])

@@ -108,7 +108,7 @@ class Run:
 
     def stage(self, name: str) -> Stage:
         """One of the run's stages (train, generate, judge, metrics): its output and its config slice."""
-        return self.key.stage(name, self.outputs()[name], force=name in self.cfg.force)
+        return self.key.stage(name, self.outputs()[name])
 
     def context(self) -> RunContext:
         ctx = RunContext(cfg=self.cfg, run_dir=self.dir, tokenizer=self.tokenizer,
