@@ -148,3 +148,24 @@ def test_every_compatibility_rule_says_what_it_reads_when_it_retires_and_where_i
         scope = importlib.import_module(f"grasp_bench.{owner}") if owner in ("identity", "validate", "report") else (
             getattr(importlib.import_module("grasp_bench.identity"), owner))
         assert callable(getattr(scope, name, None)), rule.where
+
+
+def test_a_built_task_is_named_by_its_recipe_and_a_users_file_by_its_content(tmp_path):
+    """toy_rude's files come from its build: none is hashed (its versioned data_dir names them), or its recipe
+    digest when the build stamps one; a training file of the user's own, outside data_dir, by its sha256."""
+    import hashlib
+
+    from grasp_bench.artifacts import write_json
+    from grasp_bench.data import build_task_files
+    from grasp_bench.identity import slices
+    from tests.conftest import compose_config
+
+    cfg = compose_config("sweep=none", f"paths.cache={tmp_path}")
+    build_task_files(cfg.task)
+    assert not any("files" in s for s in slices(cfg).values())
+    write_json(tmp_path / "tasks" / "toy_rude-v1" / "BUILD.json", {"digest": "d1", "recipe": {}})
+    assert slices(cfg)["generate"]["files"] == {f"{tmp_path}/tasks/toy_rude-v1": "recipe d1"}
+    own = tmp_path / "mine.jsonl"
+    _write_train(own, 3)
+    train = slices(compose_config("sweep=none", f"paths.cache={tmp_path}", f"task.train.path={own}"))["train"]
+    assert train["files"] == {str(own): hashlib.sha256(own.read_bytes()).hexdigest()}
