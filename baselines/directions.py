@@ -9,7 +9,6 @@ serves the 2-block test model and the 30-block SmolLM2. "Layer L" is the output 
 
 from __future__ import annotations
 
-import hashlib
 import random
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,11 +16,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import torch
-from filelock import FileLock
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
-from grasp_bench.artifacts import BadInput, atomic_path, digest, read_jsonl
+from grasp_bench.artifacts import BadInput, computed_once, file_sha256, read_jsonl
 from grasp_bench.data import IGNORE, ChatCollator, chat_batches, load_rows
 from grasp_bench.hooks import registered
 from grasp_bench.method import RunContext
@@ -185,13 +183,6 @@ def last_token_states(model: nn.Module, layer: nn.Module, tokenizer, prompts: li
         yield seen[0][torch.arange(len(enc), device=device), last].float()
 
 
-def file_sha256(path: str | Path) -> str:
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"{path}: file not found")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def prompt_rows(task: DictConfig, key: str, method: str) -> list[dict]:
     """The rows of a prompt file the task names under `key` (e.g. generic_prompts)."""
     path = task.get(key)
@@ -204,14 +195,7 @@ def cached(ctx: RunContext, kind: str, key: dict, compute: Callable[[], dict]) -
     """`compute()` once per key for a whole runs root (`<paths.runs>/.derived/<kind>-<digest>.pt`), so the runs
     of a sweep that share directions (strengths, seeds of eval-time methods) do not recompute them."""
     key = OmegaConf.to_container(key, resolve=True) if isinstance(key, DictConfig) else key
-    path = Path(ctx.cfg.paths.runs).expanduser() / ".derived" / f"{kind}-{digest(key)}.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        if not path.exists():
-            value = compute()
-            with atomic_path(path) as tmp:
-                torch.save(value, tmp)
-    return torch.load(path)
+    return computed_once(Path(ctx.cfg.paths.runs) / ".derived", kind, key, compute, torch.save, torch.load, ".pt")
 
 
 def base_replies(ctx: RunContext, method: str, response_tokens: int) -> list[Chat]:

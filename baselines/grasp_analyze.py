@@ -48,7 +48,8 @@ from grasp_bench.baselines.steering import instruction_pairs, persona_missing, p
 from grasp_bench.data import build_task_files, load_eval, load_rows, render_prompt
 from grasp_bench.generate import HFGenerator
 from grasp_bench.hooks import add_to_residual
-from grasp_bench.layout import CONF_DIR, method_dirname
+from grasp_bench.identity import method_dirname
+from grasp_bench.layout import CONF_DIR
 from grasp_bench.metrics import summarise
 from grasp_bench.pipeline import ensure_reference, instantiate
 

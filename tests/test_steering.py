@@ -10,7 +10,8 @@ from grasp_bench import models
 from grasp_bench.artifacts import BadInput
 from grasp_bench.baselines import steering
 from grasp_bench.baselines.directions import capture, response_activations
-from grasp_bench.pipeline import Run, slices
+from grasp_bench.identity import slices
+from grasp_bench.pipeline import Run
 from tests.conftest import tiny_method
 
 
