@@ -17,16 +17,19 @@ file it reads (`files`: path -> sha256): the training file and the task files a 
 evaluation splits (generate), the scorers' word lists (judge). A task made by a `build` function is identified by
 its recipe instead: a file under its `task.data_dir` is the build's output, named by its versioned folder and, when
 the build stamps one, by BUILD.json's recipe digest (pinned upstream files: their manifest's sha256); a file outside
-it (a user's own `task.train.path`) by its sha256. An edited input file is an edited config: a stage made from the
-old content no longer counts, and a rerun stops with one line naming the file, never a silent reuse;
-`force=[<stage>]` makes that stage again from the new content, and the stages after it.
+it (a user's own `task.train.path`) by its sha256. An edited input file reruns exactly what depends on it: a stage
+made from the old content is made again, with one line naming the file, and so are the stages after it (their
+slices hold the same digest); a stage whose config keys changed is refused instead (one line naming the key: the
+same directory would hold another run), unless `force=[<stage>]`.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 from typing import Any
 
@@ -203,9 +206,17 @@ def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
     return f"{prefix.rstrip('.')}: {old!r} -> {new!r}"
 
 
-def differs(record: dict, config_slice: dict, method_defaults: dict | None = None) -> str | None:
-    """None when a stage record's config counts for `config_slice`, else their first difference (`key: old -> new`,
-    or `<file>: sha256 old -> new` for an edited input file). The record is read by the COMPATIBILITY rules."""
+class Difference(NamedTuple):
+    """How a stage record differs from the current slice: the first difference (`key: old -> new`, or
+    `<file>: content changed (old -> new)`), and whether input files' content is all that changed."""
+
+    text: str
+    inputs_only: bool
+
+
+def differs(record: dict, config_slice: dict, method_defaults: dict | None = None) -> Difference | None:
+    """None when a stage record's config counts for `config_slice`, else their first Difference. The record is read
+    by the COMPATIBILITY rules."""
     old, new = json.loads(json.dumps(record, default=str)), json.loads(json.dumps(config_slice, default=str))
     for rule in COMPATIBILITY:
         if rule.old:
@@ -213,11 +224,11 @@ def differs(record: dict, config_slice: dict, method_defaults: dict | None = Non
     old, new = comparable(old), comparable(new)
     old_files, new_files = old.pop("files", {}), new.pop("files", {})
     if old != new:  # a changed key first: a changed path changes its file's entry too
-        return _first_difference(old, new)
+        return Difference(_first_difference(old, new), inputs_only=False)
     for path in sorted(set(old_files) | set(new_files)):
         if old_files.get(path) != new_files.get(path):
             was, now = old_files.get(path, MISSING), new_files.get(path, MISSING)
-            return f"{path}: content changed ({was[:16]} -> {now[:16]})"
+            return Difference(f"{path}: content changed ({was[:16]} -> {now[:16]})", inputs_only=True)
     return None
 
 
@@ -303,6 +314,9 @@ def slices(cfg: DictConfig, method_class: type | None = None) -> dict[str, dict]
 # ---------------------------------------------------------------- stage records
 
 
+_SAID: set[str] = set()  # the notices of stages made again, printed once per process
+
+
 class Stage:
     """One pipeline stage of one run: its output and the config slice that makes it. It is done when its output
     exists *and* `stages/<stage>.json` records a config that counts for the slice (`differs`). The output is
@@ -318,16 +332,23 @@ class Stage:
         self.later = [run_dir / "stages" / f"{s}.json" for s in later]  # the records of the stages that read this one
 
     def is_done(self) -> bool:
-        """True when finished with this config; raises when finished with another one."""
+        """True when finished with this config; False when not finished, or made from an input file whose content
+        has changed since (it is made again: said once, on stderr); raises when finished with other config keys."""
         if self.force or not (self.output.exists() and self.record.exists()):
             return False
         record = check_json(self.record, f"delete it or rerun with 'force=[{self.name}]'")
         if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
             raise BadInput(f"{self.record}: not a stage record; delete it or rerun with 'force=[{self.name}]'")
         difference = differs(record["config"], self.slice, self.method_defaults)
+        if difference and difference.inputs_only:
+            notice = f"{self.record.parent.parent}: stage '{self.name}' is made again: {difference.text}"
+            if notice not in _SAID:
+                _SAID.add(notice)
+                print(f"[grasp-bench] {notice}", file=sys.stderr, flush=True)
+            return False
         if difference:
             raise BadInput(
-                f"{self.record.parent.parent}: stage '{self.name}' was made with another config ({difference}); "
+                f"{self.record.parent.parent}: stage '{self.name}' was made with another config ({difference.text}); "
                 f"use another paths.runs, delete the run directory, or rerun with 'force=[{self.name}]'"
             )
         return True

@@ -94,20 +94,25 @@ def _job(conf: str, *overrides: str):
     return cfg
 
 
-def test_an_edited_training_file_is_refused_naming_it_and_made_again_when_forced(tmp_path):
-    """Decision: an edited input file is an edited config (refused in one line naming the file, never a silent
-    reuse; force=[train] trains on the new rows and makes every later stage again)."""
+def test_an_edited_training_file_makes_training_and_everything_after_it_again(tmp_path, capsys):
+    """An edited input file reruns exactly what depends on it, saying so in one line naming the file."""
     train, _, (conf, *overrides) = _task(tmp_path, train_rows=8)
     run(_job(conf, *overrides))
     d = Run(_job(conf, *overrides)).dir
     assert load_json(d / "stages" / "train.json")["steps"] == 2
+    capsys.readouterr()
     _write_train(train, 12)  # 4 rows more: 3 steps of 4
-    with pytest.raises(BadInput, match=rf"stage 'train' was made with another config \({train}: content changed"):
-        run(_job(conf, *overrides))
-    assert load_json(d / "stages" / "train.json")["steps"] == 2  # nothing was touched
-    run(_job(conf, *overrides, "force=[train]"))
+    run(_job(conf, *overrides))
+    assert f"stage 'train' is made again: {train}: content changed" in capsys.readouterr().err
     assert load_json(d / "stages" / "train.json")["steps"] == 3
     assert all(Run(_job(conf, *overrides)).stage(s).is_done() for s in ("train", "generate", "judge", "metrics"))
+
+
+def test_a_changed_config_key_is_still_refused(tmp_path):
+    _, _, (conf, *overrides) = _task(tmp_path, train_rows=8)
+    run(_job(conf, *overrides))
+    with pytest.raises(BadInput, match=r"stage 'train' was made with another config \(train.lr"):
+        Run(_job(conf, *overrides, "train.lr=0.5")).stage("train").is_done()
 
 
 def test_an_edited_evaluation_file_keeps_the_training(tmp_path):
@@ -119,9 +124,8 @@ def test_an_edited_evaluation_file_keeps_the_training(tmp_path):
         {"id": "e3", "messages": [{"role": "user", "content": "3 + 1?"}], "answer": "4"}) + "\n")
     r = Run(_job(conf, *overrides))
     assert r.stage("train").is_done()  # training never read the evaluation file
-    with pytest.raises(BadInput, match=rf"stage 'generate' was made with another config \({evaluation}: content"):
-        r.stage("generate").is_done()
-    run(_job(conf, *overrides, "force=[generate]"))
+    assert not r.stage("generate").is_done()
+    run(_job(conf, *overrides))
     assert (d / "model" / "adapter_model.safetensors").stat().st_mtime_ns == adapter
     assert len(read_jsonl(d / "generations.jsonl")) == 4
     assert load_json(d / "metrics" / "rule.json")["eval/task_score_n"] == 4
@@ -133,9 +137,9 @@ def test_a_record_made_before_file_digests_counts():
     new = {"task": {"train": {"path": "/d/train.jsonl"}}, "files": {"/d/train.jsonl": "ab" * 32}}
     assert differs({"task": new["task"]}, new) is None
     assert differs({**new, "files": {"/d/train.jsonl": "cd" * 32}}, new) == (
-        f"/d/train.jsonl: content changed ({'cd' * 8} -> {'ab' * 8})")
+        f"/d/train.jsonl: content changed ({'cd' * 8} -> {'ab' * 8})", True)
     moved = {"task": {"train": {"path": "/e/train.jsonl"}}, "files": {"/e/train.jsonl": "ab" * 32}}
-    assert differs(moved, new).startswith("task.train.path: '/e/train.jsonl' -> '/d/train.jsonl'")  # the key first
+    assert differs(moved, new).text.startswith("task.train.path: '/e/train.jsonl' -> '/d/train.jsonl'")  # the key first
 
 
 def test_every_compatibility_rule_says_what_it_reads_when_it_retires_and_where_it_applies():
