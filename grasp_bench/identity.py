@@ -296,7 +296,9 @@ def slices(cfg: DictConfig, method_class: type | None = None) -> dict[str, dict]
              "method": method, "train": device.resolved_train(recipe), "seed": cfg.seed}
     if distributed.world_size() > 1:  # train.batch_size is per process: the global batch is world_size times it
         train["world_size"] = distributed.world_size()
-    train_files = input_files(task, train["task"])
+    # an untrained run (the base model) reads no training file: editing it leaves the base run's evaluation as it is
+    read = {k: v for k, v in train["task"].items() if k != "train" or method_class.starts_from != "untrained"}
+    train_files = input_files(task, read)
     _with_files(train, train_files)
     splits = {k: {"path": v["path"], "limit": v.get("limit"), **{o: v[o] for o in ("samples", "system") if o in v}}
               for k, v in task["splits"].items()}

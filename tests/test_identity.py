@@ -108,6 +108,14 @@ def test_an_edited_training_file_makes_training_and_everything_after_it_again(tm
     assert all(Run(_job(conf, *overrides)).stage(s).is_done() for s in ("train", "generate", "judge", "metrics"))
 
 
+def test_an_edited_training_file_leaves_the_base_run(tmp_path):
+    train, _, (conf, *overrides) = _task(tmp_path, train_rows=8)
+    base = [*overrides, "method=base"]
+    run(_job(conf, *base))
+    _write_train(train, 12)
+    assert Run(_job(conf, *base)).stage("generate").is_done()
+
+
 def test_a_changed_config_key_is_still_refused(tmp_path):
     _, _, (conf, *overrides) = _task(tmp_path, train_rows=8)
     run(_job(conf, *overrides))
