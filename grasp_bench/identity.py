@@ -29,9 +29,8 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import hydra.utils
 from omegaconf import DictConfig
