@@ -51,9 +51,10 @@ from grasp_bench.tracking import make_logger
 __all__ = ["Run", "diagnostics", "ensure_reference", "ensure_reference_cfg", "identity", "method_dirname", "run",
            "run_dir", "slices", "validate"]
 
-# Train settings that decide whether a run may start, or how much a kill costs (checkpoints), never what it
-# computes: not part of a run's identity.
-TRAIN_OPERATIONAL = {"allow_truncation", "checkpoint_every"}
+# Train settings that decide whether a run may start, how much a kill costs (checkpoints) or how much memory a step
+# holds (gradient checkpointing recomputes the same values: tests/test_checkpointing.py), never what it computes:
+# not part of a run's identity.
+TRAIN_OPERATIONAL = {"allow_truncation", "checkpoint_every", "gradient_checkpointing"}
 # Train keys added later, at the value that reproduces what runs recorded before them were made with.
 TRAIN_DEFAULTS = {"batching": "padded"}
 SFT = {"_target_": "grasp_bench.method.Method", "name": "sft", "strength": 0.0}
@@ -161,7 +162,7 @@ class Run:
         defaults = method_defaults(self.cfg.method.name)
         defaults |= {k: v for k, v in type(self.method).knobs_before.items() if k in defaults}
         return Stage(self.dir, name, self.outputs()[name], slices(self.cfg)[name], force=name in self.cfg.force,
-                     defaults={"method": defaults, "train": TRAIN_DEFAULTS}, identity=identity,
+                     defaults={"method": defaults, "train": TRAIN_DEFAULTS, "model": models.MODEL_DEFAULTS}, identity=identity,
                      later=STAGES[STAGES.index(name) + 1:])
 
     def context(self) -> RunContext:

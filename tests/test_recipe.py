@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from grasp_bench import device
+from grasp_bench import device, models
 from grasp_bench.pipeline import TRAIN_DEFAULTS, identity, slices
 from tests.conftest import compose_config
 
@@ -37,12 +37,13 @@ def _train_slice(*overrides: str) -> dict:
 
 def test_toy_rude_run_identity_is_unchanged(monkeypatch):
     """Where `auto` resolves to what the old runs used (bf16 on a CPU that has it, padded batches on CPU), the slice
-    is the old one plus `batching`, which a stage reads an old record with (pipeline.TRAIN_DEFAULTS; the record
-    itself: tests/test_batching.py)."""
+    is the old one plus `batching` and `model.quantization`, which a stage reads an old record with
+    (pipeline.TRAIN_DEFAULTS, models.MODEL_DEFAULTS; the record itself: tests/test_batching.py)."""
     monkeypatch.setattr(device, "native_bf16", lambda: True)
     monkeypatch.setattr(device.torch.cuda, "is_available", lambda: False)
     now = _train_slice("method=sft")
     assert now["train"].pop("batching") == TRAIN_DEFAULTS["batching"]
+    assert now["model"].pop("quantization") == models.MODEL_DEFAULTS["quantization"]  # read into old records too
     assert json.dumps(now, sort_keys=True) == TOY_SFT_TRAIN_SLICE
 
 
