@@ -183,19 +183,26 @@ def quantization_config(model_cfg: DictConfig):
 
 
 def load_base(model_cfg: DictConfig, cache: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The base model on `device`; a quantised one is quantised while it loads, straight onto its GPU."""
+    """The base model on `device`. On a GPU the weights load tensor by tensor straight onto this process's GPU
+    (torchrun's LOCAL_RANK), never staged whole in host RAM (a 32B model is 65 GB there, per process); a quantised
+    base is quantised as it loads."""
     from transformers import AutoModelForCausalLM
 
     path = resolve_path(model_cfg.path, cache)
     quantization = quantization_config(model_cfg)
-    placement = {"quantization_config": quantization, "device_map": {"": torch.device(device)}} if quantization else {}
+    target = torch.device(device)
+    if target.type == "cuda" and target.index is None:
+        target = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    placement = {"device_map": {"": target}} if target.type == "cuda" else {}
+    if quantization:
+        placement["quantization_config"] = quantization
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path, revision=model_cfg.get("revision"), dtype=DTYPES[model_cfg.dtype], **placement
         )
     except OSError as e:
         raise BadInput(f"model.path '{model_cfg.path}': {str(e).splitlines()[0]}") from None
-    return model if quantization else model.to(device)
+    return model if placement else model.to(device)
 
 
 MODEL_KEYS = ("name", "path", "revision", "dtype", "quantization", "layers_path", "lora")  # conf/model/ keys
