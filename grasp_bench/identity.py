@@ -42,9 +42,10 @@ from grasp_bench.layout import config_dirs, method_config, plain
 
 STAGES = ("train", "generate", "judge", "metrics")
 NOT_KNOBS = ("_target_", "name", "strength", "grid")  # method keys that are not knobs (they never name a directory)
-# Train settings that decide whether a run may start, or how much a kill costs (checkpoints), never what it
-# computes: not part of a run's identity.
-TRAIN_OPERATIONAL = frozenset({"allow_truncation", "checkpoint_every"})
+# Train settings that decide whether a run may start, how much a kill costs (checkpoints) or how much memory a step
+# holds (gradient checkpointing recomputes the same values: tests/test_checkpointing.py), never what it computes:
+# not part of a run's identity.
+TRAIN_OPERATIONAL = frozenset({"allow_truncation", "checkpoint_every", "gradient_checkpointing"})
 MISSING = "<missing>"
 INPUT_SUFFIXES = (".jsonl", ".json", ".txt", ".yaml", ".yml", ".csv")
 
@@ -83,6 +84,7 @@ def run_dir(cfg: DictConfig) -> Path:
 
 
 TRAIN_DEFAULTS = {"batching": "padded"}  # train keys added later, at the value runs recorded before them used
+MODEL_DEFAULTS = {"quantization": "none"}  # model keys added later, likewise
 DIAGNOSTICS_FILE = "diagnostics.json"  # where methods wrote diagnostics before they travelled on the RunContext
 
 
@@ -95,6 +97,10 @@ def _with_defaults(old: Any, defaults: Any) -> Any:
 
 def _train_defaults(old: dict, new: dict, method_defaults: dict) -> dict:
     return {**old, "train": _with_defaults(old["train"], TRAIN_DEFAULTS)} if "train" in old else old
+
+
+def _model_defaults(old: dict, new: dict, method_defaults: dict) -> dict:
+    return {**old, "model": _with_defaults(old["model"], MODEL_DEFAULTS)} if "model" in old else old
 
 
 def _method_defaults(old: dict, new: dict, method_defaults: dict) -> dict:
@@ -152,6 +158,8 @@ class Rule:
 COMPATIBILITY: tuple[Rule, ...] = (
     Rule("train_defaults", "a record without train.batching as made with batching=padded",
          "when no run recorded before b599a60 (2026-11-29) is kept", old=_train_defaults),
+    Rule("model_defaults", "a record without model.quantization as made with an unquantised base (none)",
+         "when no run recorded before model.quantization (2026-12-06) is kept", old=_model_defaults),
     Rule("method_defaults", "a record without a method knob as made with its conf/method YAML default (a knob added "
          "later defaults to the old behaviour)", "never: it is how a knob is added", old=_method_defaults),
     Rule("knobs_before", "a record without a knob the method lists in `knobs_before` (a corrected default) as made "

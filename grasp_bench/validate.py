@@ -27,7 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from transformers.trainer_utils import SchedulerType
 from transformers.training_args import OptimizerNames
 
-from grasp_bench import device, layout, models
+from grasp_bench import device, distributed, layout, models
 from grasp_bench.artifacts import BadInput, check_json, digest, file_version, read_jsonl
 from grasp_bench.data import build_task_files, function_at, load_eval, load_rows, load_train
 
@@ -142,8 +142,14 @@ def check_config(cfg: DictConfig, stages: tuple[str, ...]) -> None:
     choice(cfg, "train.batching", device.BATCHING)
     choice(cfg, "train.scheduler", tuple(s.value for s in SchedulerType))
     choice(cfg, "train.optim", tuple(o.value for o in OptimizerNames))
+    from grasp_bench.train import effective_optim  # the Trainer's import, which the run makes next anyway
+
+    effective_optim(cfg.train.optim)  # an 8-bit optimizer on CUDA needs bitsandbytes
     choice(cfg, "model.dtype", tuple(models.DTYPES))
+    models.check_quantization(cfg.model)  # before anything loads: bitsandbytes needs CUDA
+    distributed.check_launch()  # an FSDP/DeepSpeed launch would train and save wrongly
     choice(cfg, "train.allow_truncation", (False, True))
+    choice(cfg, "train.gradient_checkpointing", (False, True))
     number(cfg, "task.train.limit", integer=True, low=0, null=True)
     for split in _get(cfg, "task.splits") or {}:
         number(cfg, f"task.splits.{split}.limit", integer=True, low=0, null=True)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from grasp_bench import device
-from grasp_bench.identity import TRAIN_DEFAULTS, comparable, slices
+from grasp_bench.identity import MODEL_DEFAULTS, TRAIN_DEFAULTS, comparable, slices
 from tests.conftest import compose_config
 
 # The EM open-model recipe (emergent-misalignment open_models/train.json; model-organisms default_config.json).
@@ -37,12 +37,13 @@ def _train_slice(*overrides: str) -> dict:
 
 def test_toy_rude_run_identity_is_unchanged(monkeypatch):
     """Where `auto` resolves to what the old runs used (bf16 on a CPU that has it, padded batches on CPU), the slice
-    is the old one plus `batching`, which a stage reads an old record with (identity.TRAIN_DEFAULTS; the record
-    itself: tests/test_batching.py)."""
+    is the old one plus `batching` and `model.quantization`, which a stage reads an old record with
+    (identity.TRAIN_DEFAULTS, identity.MODEL_DEFAULTS; the record itself: tests/test_batching.py)."""
     monkeypatch.setattr(device, "native_bf16", lambda: True)
     monkeypatch.setattr(device.torch.cuda, "is_available", lambda: False)
     now = _train_slice("method=sft")
     assert now["train"].pop("batching") == TRAIN_DEFAULTS["batching"]
+    assert now["model"].pop("quantization") == MODEL_DEFAULTS["quantization"]  # read into old records too
     assert json.dumps(now, sort_keys=True) == TOY_SFT_TRAIN_SLICE
 
 
