@@ -27,10 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from grasp_bench.artifacts import BadInput, int_at_least
 from grasp_bench.baselines.directions import base_replies
 from grasp_bench.data import ChatCollator, tokenize_chat
-from grasp_bench.method import Method, RunContext, configured
+from grasp_bench.method import Knob, Method, RunContext, configured
 
 
 def kl_to_base(model: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
@@ -51,13 +50,11 @@ def kl_to_base(model: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> T
 
 class KLToBase(Method):
     task_inputs = ("generic_prompts",)
+    knobs = {"beta_max": Knob(float, low=0), "response_tokens": Knob(int, low=1)}
 
     def __init__(self, name: str = "kl", **given):
         p = configured(name, given, home="kl")  # conf/method/kl.yaml: the one place the defaults live
-        super().__init__(name, p["strength"], p["grid"])
-        int_at_least("method.response_tokens", p["response_tokens"], 1)
-        if p["beta_max"] < 0:
-            raise BadInput(f"method.beta_max={p['beta_max']}: expected a number >= 0")
+        super().__init__(name, **p)  # checks the knobs
         self.beta_max, self.response_tokens = p["beta_max"], p["response_tokens"]
         self.examples: list[dict] = []
         self._seed, self._stride, self._accum = 0, 1, 1  # set in prepare()

@@ -12,22 +12,18 @@ would be left to learn).
 
 from __future__ import annotations
 
-from grasp_bench.artifacts import BadInput, int_at_least
 from grasp_bench.baselines.directions import base_replies
 from grasp_bench.baselines.inoculation import seeded_rows
-from grasp_bench.method import Method, RunContext, configured
+from grasp_bench.method import Knob, Method, RunContext, configured
 
 
 class DataMixing(Method):
     task_inputs = ("generic_prompts",)
+    knobs = {"max_share": Knob(float, low=0, high=1), "response_tokens": Knob(int, low=1)}
 
     def __init__(self, name: str = "mixing", **given):
         p = configured(name, given, home="mixing")  # conf/method/mixing.yaml: the one place the defaults live
-        super().__init__(name, p["strength"], p["grid"])
-        if not 0 <= p["max_share"] <= 1:  # at share 1 no task row would be left to learn from
-            raise BadInput(f"method.max_share={p['max_share']}: expected a number in [0, 1]")
-        self.max_share = p["max_share"]
-        self.response_tokens = int_at_least("method.response_tokens", p["response_tokens"], 1)
+        super().__init__(name, **p)  # checks the knobs and sets them
 
     @property
     def share(self) -> float:

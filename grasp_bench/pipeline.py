@@ -106,7 +106,10 @@ def slices(cfg: DictConfig) -> dict[str, dict]:
 
 def instantiate(node: DictConfig, key: str):
     """hydra.utils.instantiate of config group `key`, letting a BadInput raised by the target through unwrapped,
-    and an unknown knob (the target's TypeError) as one (one line, exit 2)."""
+    a `_target_` that does not import (`importable`) and an unknown knob (the target's TypeError) as one (one line,
+    exit 2)."""
+    if isinstance(node, DictConfig) and isinstance(node.get("_target_"), str):
+        importable(key, node._target_)
     try:
         return hydra.utils.instantiate(node, _convert_="all")
     except Exception as e:  # noqa: BLE001 - Hydra wraps whatever the target raised
@@ -118,6 +121,44 @@ def instantiate(node: DictConfig, key: str):
         if isinstance(cause, TypeError) and re.search(r"unexpected keyword argument|unknown parameters", str(cause)):
             raise BadInput(f"{key}={node.get('name', '?')}: {cause}") from None
         raise
+
+
+def importable(key: str, target: str) -> None:
+    """`<key>._target_` names something Python imports; else one BadInput saying which module failed and how to
+    make it importable (a plugin module in a user's folder is imported only when that folder is on PYTHONPATH)."""
+    import importlib
+    import traceback
+
+    parts = target.split(".")
+    for i in range(len(parts), 0, -1):  # the longest prefix that is a module; the rest are attributes
+        module = ".".join(parts[:i])
+        try:
+            found = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name is not None and (module == e.name or module.startswith(e.name + ".")):
+                continue  # this prefix is no module: try a shorter one
+            raise BadInput(f"{key}._target_={target}: importing module '{module}' failed: {e}") from None
+        except Exception as e:  # noqa: BLE001 - the module was found and its own code failed
+            frame = traceback.extract_tb(e.__traceback__)[-1]
+            raise BadInput(f"{key}._target_={target}: importing module '{module}' failed at {frame.filename}:"
+                           f"{frame.lineno}: {type(e).__name__}: {' '.join(str(e).split())}") from None
+        for attr in parts[i:]:
+            if not hasattr(found, attr):
+                where = getattr(found, "__file__", None) or module
+                raise BadInput(f"{key}._target_={target}: module '{module}' ({where}) has no '{attr}'")
+            found = getattr(found, attr)
+        return
+    top = parts[0]
+    from grasp_bench.layout import config_dirs
+
+    folders = [*config_dirs()[1:], Path.cwd()]  # the user's config folders (--config-dir), then here
+    holder = next((d for d in folders if (d / f"{top}.py").is_file() or (d / top / "__init__.py").is_file()), None)
+    if holder is not None:
+        how = f"it is in {holder}: rerun with PYTHONPATH={holder} (a folder is not on the Python path by itself)"
+    else:
+        how = (f"put the folder that holds {top}.py on the Python path: PYTHONPATH=<folder> grasp-bench ... "
+               "(e.g. the --config-dir folder, if the module sits beside your configs)")
+    raise BadInput(f"{key}._target_={target}: no module named '{top}' on the Python path; {how}")
 
 
 def _free(*objs) -> None:
