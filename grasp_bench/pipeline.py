@@ -130,22 +130,30 @@ def importable(key: str, target: str) -> None:
     import traceback
 
     parts = target.split(".")
-    for i in range(len(parts), 0, -1):  # the longest prefix that is a module; the rest are attributes
-        module = ".".join(parts[:i])
+    found, module = None, ""
+    for i in range(1, len(parts) + 1):  # the longest prefix that is a module; the rest are attributes
+        name = ".".join(parts[:i])
         try:
-            found = importlib.import_module(module)
+            found_i = importlib.import_module(name)
         except ModuleNotFoundError as e:
-            if e.name is not None and (module == e.name or module.startswith(e.name + ".")):
-                continue  # this prefix is no module: try a shorter one
-            raise BadInput(f"{key}._target_={target}: importing module '{module}' failed: {e}") from None
+            if e.name is not None and (name == e.name or name.startswith(e.name + ".")):
+                break  # this prefix is no module
+            failed = (e, name)
         except Exception as e:  # noqa: BLE001 - the module was found and its own code failed
-            frame = traceback.extract_tb(e.__traceback__)[-1]
-            raise BadInput(f"{key}._target_={target}: importing module '{module}' failed at {frame.filename}:"
-                           f"{frame.lineno}: {type(e).__name__}: {' '.join(str(e).split())}") from None
-        for attr in parts[i:]:
+            failed = (e, name)
+        else:
+            found, module = found_i, name
+            continue
+        e, name = failed
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith("<")]
+        at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        raise BadInput(f"{key}._target_={target}: importing module '{name}' failed{at}: {type(e).__name__}: "
+                       f"{' '.join(str(e).split())}") from None
+    if found is not None:
+        for attr in parts[len(module.split(".")):]:
             if not hasattr(found, attr):
-                where = getattr(found, "__file__", None) or module
-                raise BadInput(f"{key}._target_={target}: module '{module}' ({where}) has no '{attr}'")
+                raise BadInput(f"{key}._target_={target}: module '{module}' ({getattr(found, '__file__', module)}) "
+                               f"has no '{attr}'")
             found = getattr(found, attr)
         return
     top = parts[0]
