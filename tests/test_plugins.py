@@ -103,7 +103,8 @@ def test_a_declared_knob_out_of_range_is_refused_before_any_job(plugin, in_proce
 def test_check_method_runs_the_contract_on_the_plugin(plugin):
     out = grasp_bench(plugin, "method=l2_to_base", cmd="grasp-bench-check-method")
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
-    assert [line for line in out.stdout.splitlines() if line.startswith("l2_to_base:")] == ["l2_to_base: strength 0 reproduces naive SFT: ok",
+    lines = [line for line in out.stdout.splitlines() if line.startswith("l2_to_base:")]  # not the trainer's logs
+    assert lines == ["l2_to_base: strength 0 reproduces naive SFT: ok",
                                        "l2_to_base: no hook outlives its block: ok",
                                        "l2_to_base: strength > 0 changes the model: ok"]
 
