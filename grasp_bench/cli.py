@@ -111,6 +111,8 @@ class ReportCallback(Callback):
 
         if not is_main():
             return
+        if "metrics" not in config.stages:  # e.g. stages=[train]: no run has metrics to report
+            return
         try:
             aggregate(config.paths.runs, logger_cfg=config.get("logger"))
             damaged = None
