@@ -20,7 +20,7 @@ from typing import Any
 
 import hydra
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from grasp_bench import layout
 from grasp_bench.artifacts import BadInput
@@ -59,6 +59,12 @@ def validate_jobs(argv: list[str]) -> None:
     except BadInput as e:
         raise not_a_key(e, args) or e from None
     named = typed_overrides(configs)
+    from grasp_bench.tracking import wandb_mode_notice
+
+    notice = wandb_mode_notice(str(OmegaConf.select(configs[0], "logger.name", default="none")),
+                               OmegaConf.select(configs[0], "logger.mode", default=None))
+    if notice:
+        print(notice, file=sys.stderr)
     for i, cfg in enumerate(configs):
         HydraConfig.instance().set_config(cfg)
         try:
@@ -184,6 +190,9 @@ def summary_line(metrics: dict) -> str:
 
 
 def main() -> None:
+    from grasp_bench.tracking import quiet_transformers_import
+
+    quiet_transformers_import()
     try:
         validate_jobs(sys.argv[1:])
     except BadInput as e:
