@@ -118,7 +118,14 @@ def instantiate(node: DictConfig, key: str):
             cause = cause.__cause__
         if isinstance(cause, BadInput):
             raise cause from None
-        if isinstance(cause, TypeError) and re.search(r"unexpected keyword argument|unknown parameters", str(cause)):
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
+        if isinstance(cause, TypeError) and unexpected:
+            if key == "method":  # a plugin's own __init__ without that knob: list the ones its config has
+                from grasp_bench.layout import method_knobs
+                from grasp_bench.method import unknown_knob
+
+                known = {k: v for k, v in method_knobs(plain(node)).items() if k != unexpected[1]}
+                raise unknown_knob(node.get("name", "?"), unexpected[1], known) from None
             raise BadInput(f"{key}={node.get('name', '?')}: {cause}") from None
         raise
 
