@@ -1,7 +1,9 @@
 """The Method plugin contract: every intervention is a `Method` whose hooks the one pipeline calls.
 
 Every hook is a no-op, so `Method()` is plain LoRA fine-tuning (`method=sft`), and a method at
-strength 0 must reproduce it exactly (tested for every `conf/method/*.yaml`).
+strength 0 must reproduce it exactly (grasp_bench.contract; `grasp-bench-check-method method=<name>`).
+A method declares each knob's type and range once, `knobs = {"beta_max": Knob(float, low=0)}`; its YAML config
+holds the defaults (docs/extending.md).
 
 Where the pipeline calls the hooks:
 
