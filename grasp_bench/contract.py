@@ -212,6 +212,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config-dir", "-cd", default=None, help="a folder of your own configs (method/<name>.yaml)")
     parser.add_argument("--keep", metavar="DIR", default=None, help="write the check's runs under DIR (kept)")
     args = parser.parse_args(argv)
+    from grasp_bench.tracking import quiet_transformers_import
+
+    quiet_transformers_import()
     if not any(o.startswith("method=") for o in args.overrides):
         print("error: name the method to check: grasp-bench-check-method method=<name>", file=sys.stderr)
         sys.exit(2)
