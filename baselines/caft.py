@@ -54,9 +54,9 @@ from contextlib import nullcontext
 import torch
 
 from grasp_bench import hooks
-from grasp_bench.artifacts import BadInput, int_at_least, load_json
+from grasp_bench.artifacts import BadInput, load_json
 from grasp_bench.baselines import directions
-from grasp_bench.method import Method, RunContext, configured
+from grasp_bench.method import Knob, Method, RunContext, configured
 
 VERSION = 1  # bump when the direction-finding code changes: cached directions are keyed on it
 DIRECTIONS = ("pca", "grasp")
@@ -97,16 +97,14 @@ def select(scores: dict[int, torch.Tensor], n: int) -> dict[int, torch.Tensor]:
 class CAFT(Method):
     needs_reference = True
     task_inputs = ("generic_prompts", "persona")
+    knobs = {"directions": Knob(str, choices=DIRECTIONS), "selection": Knob(str, choices=SELECTIONS),
+             "layers": Knob(list), "n_components": Knob(int, low=1), "n_select": Knob(int, low=1),
+             "response_tokens": Knob(int, low=1)}
     knobs_before = {"selection": "mean_shift"}  # runs recorded before the knob ranked PCs by mean shift
 
     def __init__(self, name: str = "caft", **given):
         p = configured(name, given, home="caft")
-        super().__init__(name, p["strength"], p["grid"])
-        if p["directions"] not in DIRECTIONS or p["selection"] not in SELECTIONS:
-            raise BadInput(f"method.directions '{p['directions']}', method.selection '{p['selection']}': expected "
-                           f"one of {list(DIRECTIONS)} and one of {list(SELECTIONS)}")
-        for knob in ("n_components", "n_select", "response_tokens"):
-            int_at_least(f"method.{knob}", p[knob], 1)
+        super().__init__(name, **p)  # checks the knobs
         self.directions, self.selection, self.layer_spec = p["directions"], p["selection"], p["layers"]
         self.n_components, self.n_select, self.response_tokens = p["n_components"], p["n_select"], p["response_tokens"]
         self.bases: dict[int, torch.Tensor] = {}  # block -> (d, n) orthonormal columns to ablate

@@ -48,9 +48,9 @@ from statistics import median
 import torch
 from torch import Tensor, nn
 
-from grasp_bench.artifacts import BadInput, atomic_path, int_at_least, load_json, write_json
+from grasp_bench.artifacts import BadInput, atomic_path, load_json, write_json
 from grasp_bench.hooks import project, project_grad_out, registered
-from grasp_bench.method import Method, RunContext, configured
+from grasp_bench.method import Knob, Method, RunContext, configured
 
 WRITERS = ("o_proj", "down_proj")  # modules whose output enters the residual stream
 READERS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")  # modules that read it
@@ -453,17 +453,15 @@ class GRASP(Method):
     No knob has a Python default: its one default lives in conf/method/grasp.yaml (`GRASP()` is `method=grasp`)."""
 
     needs_reference = True
+    knobs = {"k": Knob(int, low=1), "pooling": Knob(str, choices=POOLINGS), "side": Knob(str, choices=SIDES),
+             "layers": Knob(list, null=True), "projection": Knob(str, choices=PROJECTIONS),
+             "basis": Knob(str, choices=BASES), "writers": Knob(list), "readers": Knob(list)}
 
     def __init__(self, name: str = "grasp", **given):
         p = configured(name, given, home="grasp")  # conf/method/grasp.yaml: the one place the defaults live
-        super().__init__(name, p["strength"], p["grid"])
+        super().__init__(name, **p)  # checks the knobs
         k, pooling, side, layers, projection = p["k"], p["pooling"], p["side"], p["layers"], p["projection"]
         basis, writers, readers = p["basis"], p["writers"], p["readers"]
-        for knob, value, allowed in (("pooling", pooling, POOLINGS), ("side", side, SIDES),
-                                     ("projection", projection, PROJECTIONS), ("basis", basis, BASES)):
-            if value not in allowed:
-                raise BadInput(f"method.{knob}={value!r}: expected one of {list(allowed)}")
-        int_at_least("method.k", k, 1)
         self.k, self.pooling, self.side, self.projection, self.basis = int(k), pooling, side, projection, basis
         self.layers = None if layers is None else [int(i) for i in layers]
         self.writers, self.readers = tuple(writers), tuple(readers)

@@ -28,10 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from grasp_bench.artifacts import BadInput, int_at_least
 from grasp_bench.baselines.directions import ProxyBatches, aligned_chats, rows_in
 from grasp_bench.data import tokenize_chat
-from grasp_bench.method import Method, RunContext, configured
+from grasp_bench.method import Knob, Method, RunContext, configured
 
 
 def kl_to_base(model: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
@@ -52,14 +51,11 @@ def kl_to_base(model: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> T
 
 class KLToBase(Method):
     task_inputs = ("generic_prompts", "aligned_chat")
+    knobs = {"beta_max": Knob(float, low=0), "response_tokens": Knob(int, low=1)}
 
     def __init__(self, name: str = "kl", **given):
         p = configured(name, given, home="kl")  # conf/method/kl.yaml: the one place the defaults live
-        super().__init__(name, p["strength"], p["grid"])
-        int_at_least("method.response_tokens", p["response_tokens"], 1)
-        if p["beta_max"] < 0:
-            raise BadInput(f"method.beta_max={p['beta_max']}: expected a number >= 0")
-        self.beta_max, self.response_tokens = p["beta_max"], p["response_tokens"]
+        super().__init__(name, **p)  # checks the knobs
         self.proxy: ProxyBatches | None = None  # set in prepare()
         self._kl: float | None = None
 

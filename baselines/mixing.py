@@ -24,11 +24,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from grasp_bench.artifacts import BadInput, int_at_least
 from grasp_bench.baselines.directions import ProxyBatches, aligned_chats, rows_in
 from grasp_bench.baselines.inoculation import seeded_rows
 from grasp_bench.data import tokenize_chat
-from grasp_bench.method import Method, RunContext, configured
+from grasp_bench.method import Knob, Method, RunContext, configured
 
 MODES = ("add", "replace")
 
@@ -36,18 +35,12 @@ MODES = ("add", "replace")
 class DataMixing(Method):
     task_inputs = ("generic_prompts", "aligned_chat")
     knobs_before = {"mode": "replace"}  # runs recorded before the knob replaced rows: they stop with one line
+    knobs = {"mode": Knob(str, choices=MODES), "max_share": Knob(float, low=0, high=1),  # at share 1 no task row is left
+             "lambda_max": Knob(float, low=0), "response_tokens": Knob(int, low=1)}
 
     def __init__(self, name: str = "mixing", **given):
         p = configured(name, given, home="mixing")  # conf/method/mixing.yaml: the one place the defaults live
-        super().__init__(name, p["strength"], p["grid"])
-        if p["mode"] not in MODES:
-            raise BadInput(f"method.mode={p['mode']!r}: expected one of {list(MODES)}")
-        if not 0 <= p["max_share"] <= 1:  # at share 1 no task row would be left to learn from
-            raise BadInput(f"method.max_share={p['max_share']}: expected a number in [0, 1]")
-        if p["lambda_max"] < 0:
-            raise BadInput(f"method.lambda_max={p['lambda_max']}: expected a number >= 0")
-        self.mode, self.max_share, self.lambda_max = p["mode"], p["max_share"], p["lambda_max"]
-        self.response_tokens = int_at_least("method.response_tokens", p["response_tokens"], 1)
+        super().__init__(name, **p)  # checks the knobs and sets them
         self.proxy: ProxyBatches | None = None  # mode=add, set in prepare()
         self._loss: float | None = None
 

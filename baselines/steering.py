@@ -65,7 +65,7 @@ from grasp_bench.baselines.directions import (
     sampled_responses,
     user_turns,
 )
-from grasp_bench.method import Method, RunContext, configured
+from grasp_bench.method import Knob, Method, RunContext, configured
 
 VERSION = 3  # bump when the persona-vector code changes: cached vectors are keyed on it
 PERSONA_KEYS = ("trait", "neutral", "layers", "judge", "samples", "temperature", "max_new_tokens")
@@ -216,23 +216,20 @@ class Steering(Method):
     """One class, three configs: `phase` (train | eval) says when the hooks live, `op` (add | ablate) what they do."""
 
     task_inputs = ("generic_prompts", "persona")
+    knobs = {"phase": Knob(str, choices=("train", "eval")), "op": Knob(str, choices=("add", "ablate")),
+             "coef_max": Knob(float, null=True), "vector": Knob(str, choices=VECTORS),
+             "positions": Knob(str, choices=POSITIONS), "ablate_at": Knob(str, choices=ABLATE_AT)}
     # the behaviour of runs recorded before these knobs: they stop with one line naming the knob, never reused
     knobs_before = {"vector": "persona", "positions": "all", "ablate_at": "every_block"}
 
     def __init__(self, name: str = "steer_train", **given):
         p = configured(name, given)
-        super().__init__(name, p["strength"], p["grid"])
+        super().__init__(name, **p)  # checks the knobs
         phase, op = p["phase"], p["op"]
-        if phase not in ("train", "eval") or op not in ("add", "ablate"):
-            raise BadInput(f"method '{name}': phase must be train|eval and op add|ablate; got {phase}, {op}")
         if op == "add" and not p.get("coef_max"):
             raise BadInput(f"method '{name}': op=add needs a non-zero coef_max")
         self.vector, self.positions = p.get("vector", "persona"), p.get("positions", "all")
         self.ablate_at = p.get("ablate_at", "read_block")
-        if self.vector not in VECTORS or self.positions not in POSITIONS or self.ablate_at not in ABLATE_AT:
-            raise BadInput(f"method '{name}': vector must be one of {list(VECTORS)}, positions one of "
-                           f"{list(POSITIONS)} and ablate_at one of {list(ABLATE_AT)}; got {self.vector}, "
-                           f"{self.positions}, {self.ablate_at}")
         if self.vector == "misaligned" and (phase, op) != ("eval", "ablate"):
             raise BadInput(f"method '{name}': vector=misaligned is the naive model's own direction, for op=ablate at eval")
         if self.positions == "response" and phase != "eval":

@@ -57,7 +57,10 @@ SFT = {"_target_": "grasp_bench.method.Method", "name": "sft", "strength": 0.0}
 
 def instantiate(node: DictConfig, key: str):
     """hydra.utils.instantiate of config group `key`, letting a BadInput raised by the target through unwrapped,
-    and an unknown knob (the target's TypeError) as one (one line, exit 2)."""
+    a `_target_` that does not import (`importable`) and an unknown knob (the target's TypeError) as one (one line,
+    exit 2)."""
+    if isinstance(node, DictConfig) and isinstance(node.get("_target_"), str):
+        importable(key, node._target_)
     try:
         return hydra.utils.instantiate(node, _convert_="all")
     except Exception as e:  # noqa: BLE001 - Hydra wraps whatever the target raised
@@ -66,9 +69,62 @@ def instantiate(node: DictConfig, key: str):
             cause = cause.__cause__
         if isinstance(cause, BadInput):
             raise cause from None
-        if isinstance(cause, TypeError) and re.search(r"unexpected keyword argument|unknown parameters", str(cause)):
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
+        if isinstance(cause, TypeError) and unexpected:
+            if key == "method":  # a plugin's own __init__ without that knob: list the ones its config has
+                from grasp_bench.layout import method_knobs
+                from grasp_bench.method import unknown_knob
+
+                known = {k: v for k, v in method_knobs(plain(node)).items() if k != unexpected[1]}
+                raise unknown_knob(node.get("name", "?"), unexpected[1], known) from None
             raise BadInput(f"{key}={node.get('name', '?')}: {cause}") from None
         raise
+
+
+def importable(key: str, target: str) -> None:
+    """`<key>._target_` names something Python imports; else one BadInput saying which module failed and how to
+    make it importable (a plugin module in a user's folder is imported only when that folder is on PYTHONPATH)."""
+    import importlib
+    import traceback
+
+    parts = target.split(".")
+    found, module = None, ""
+    for i in range(1, len(parts) + 1):  # the longest prefix that is a module; the rest are attributes
+        name = ".".join(parts[:i])
+        try:
+            found_i = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name is not None and (name == e.name or name.startswith(e.name + ".")):
+                break  # this prefix is no module
+            failed = (e, name)
+        except Exception as e:  # noqa: BLE001 - the module was found and its own code failed
+            failed = (e, name)
+        else:
+            found, module = found_i, name
+            continue
+        e, name = failed
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith("<")]
+        at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        raise BadInput(f"{key}._target_={target}: importing module '{name}' failed{at}: {type(e).__name__}: "
+                       f"{' '.join(str(e).split())}") from None
+    if found is not None:
+        for attr in parts[len(module.split(".")):]:
+            if not hasattr(found, attr):
+                raise BadInput(f"{key}._target_={target}: module '{module}' ({getattr(found, '__file__', module)}) "
+                               f"has no '{attr}'")
+            found = getattr(found, attr)
+        return
+    top = parts[0]
+    from grasp_bench.layout import config_dirs
+
+    folders = [*config_dirs()[1:], Path.cwd()]  # the user's config folders (--config-dir), then here
+    holder = next((d for d in folders if (d / f"{top}.py").is_file() or (d / top / "__init__.py").is_file()), None)
+    if holder is not None:
+        how = f"it is in {holder}: rerun with PYTHONPATH={holder} (a folder is not on the Python path by itself)"
+    else:
+        how = (f"put the folder that holds {top}.py on the Python path: PYTHONPATH=<folder> grasp-bench ... "
+               "(e.g. the --config-dir folder, if the module sits beside your configs)")
+    raise BadInput(f"{key}._target_={target}: no module named '{top}' on the Python path; {how}")
 
 
 def _free(*objs) -> None:

@@ -397,36 +397,71 @@ def plot(df: pd.DataFrame, out_dir: Path, task_cost: float = verdict.Settings.ta
     return paths
 
 
+def _seeds(seeds) -> str:
+    seeds = sorted(int(k) for k in set(seeds))
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
+def missing_verdicts(df: pd.DataFrame) -> list[str]:
+    """One line per verdict the report cannot give, or gives unpaired, saying why: every method's curve starts at naive
+    SFT (method=sft), the seed mean of its runs, and is compared with it seed by seed (grasp_bench.verdict)."""
+    notes = []
+    if X not in df or Y not in df:
+        return notes
+    for (task, model, judge), part in df.groupby(["task", "model", "judge"], sort=False):
+        where = f"{task}/{model} (judge {judge})"
+        sft = part[part["method"] == "sft"]
+        others = part[~part["method"].isin(["base", "sft"])]
+        if not len(others):
+            continue
+        if not (part["method"] == "base").any():
+            notes.append(f"{where}: no `base` run: the plot and tables have no base-model point; add method=base for "
+                         f"{_seeds(others['seed'])}")
+        if not len(sft):
+            notes.append(f"{where}: no verdict: no `sft` run; add method=sft for {_seeds(others['seed'])}")
+            continue
+        for variant, runs in others.groupby("variant", sort=False):
+            absent = set(runs["seed"]) - set(sft["seed"])
+            if absent:
+                notes.append(f"{where}: {variant}: {_seeds(absent)} without a `sft` run: compared with SFT's mean over "
+                             f"other seeds, not paired; add method=sft for {_seeds(absent)}")
+    return notes
+
+
 def aggregate(runs_root: str | Path, quiet: bool = False, logger_cfg=None) -> dict:
-    """Write results.csv, results.md and plots/ under runs_root; print the table and plot paths; mirror them
-    to the tracker that `logger_cfg` (a conf/logger/*.yaml node) names."""
+    """Write results.csv, results.md and plots/ under runs_root; print the table and plot paths, and a note per
+    missing verdict; mirror them to the tracker that `logger_cfg` (a conf/logger/*.yaml node) names. A folder
+    without metrics files is a BadInput (it is not a runs root, or no run got to its metrics stage)."""
     runs_root = Path(runs_root).expanduser()
     df = collect(runs_root)
     if df.empty:
-        if not quiet:
-            print(f"no metrics files under {runs_root}", file=sys.stderr)
-        return {"rows": 0}
+        raise BadInput(f"{runs_root}: no metrics files (<task>/<model>/<method>/strength=<s>/seed=<k>/metrics/"
+                       "<judge>.json) under it: name the runs root your runs wrote to (their paths.runs)")
     prompts, roles, settings, missing = verdict_inputs(runs_root)
     settings = settings or verdict.Settings()
     front, pairs = verdict.verdict(prompts, settings, roles)
     write_text(runs_root / "results.csv", df.to_csv(index=False))
     write_json(runs_root / "verdict.json", verdict.to_json(front, pairs, settings, roles))
-    md = markdown(summary_table(df), front, pairs, settings, roles)
+    table = summary_table(df)
+    md = markdown(table, front, pairs, settings, roles)
     if missing:  # said, never silent: these runs are in the tables of runs but not in the verdict
         md = (f"Left out of the verdict: {len(missing)} run(s) without generations.jsonl, judgments or task.metrics "
               f"to divide into selection and test parts, e.g. {missing[0]}.\n\n") + md
     write_text(runs_root / "results.md", md)
     plots = plot(df, runs_root / "plots", settings.task_cost)
+    notes = missing_verdicts(df)
     if logger_cfg is not None:
         from grasp_bench.tracking import make_logger
 
-        make_logger(logger_cfg).report(runs_root, df, plots)
+        make_logger(logger_cfg).report(runs_root, df, plots, seed_means=table, verdict=front, pairs=pairs)
     if not quiet:
         print(md)
         print(f"results: {runs_root / 'results.csv'}, verdict: {runs_root / 'verdict.json'}")
         for p in plots:
             print(f"trade-off plot: {p}")
-    return {"rows": len(df), "plots": plots, "verdict": front, "pairs": pairs}
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    return {"rows": len(df), "plots": plots, "verdict": front, "pairs": pairs, "notes": notes}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,7 +31,7 @@ def grasp(strength: float = 1.0, **knobs) -> GRASP:
 
 def test_the_yaml_is_the_one_source_of_defaults():
     assert list(inspect.signature(GRASP.__init__).parameters) == ["self", "name", "given"]  # no knob has a Python default
-    with pytest.raises(TypeError, match="unknown parameters"):
+    with pytest.raises(BadInput, match="method.projections: not a knob of method 'grasp'"):
         GRASP(projections="weights")
     assert vars(GRASP(strength=1.0)) == vars(grasp())
     method = grasp()
