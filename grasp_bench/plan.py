@@ -20,7 +20,8 @@ each job it prints:
   LengthGroupedSampler, padded), `padding_free` (rows concatenated: 1);
 - evaluation: prompts x samples x max new tokens per split, and the judge requests (rows x scorers; a rule judge
   scores locally and sends none);
-- a GPU-memory estimate for training (below);
+- GPU memory per GPU for training and for generation, whether the job fits its GPU (a WARNING line if not),
+  the judge's tokens and dollars, and the wall time per stage with the GPU-hours (below);
 - for each stage of the run (and of the naive SFT run it needs, if any): done (skipped), to run, or made with
   another config (the run would stop).
 
@@ -28,18 +29,25 @@ Tokenizers: `model.path` (a hub id is read from the local HF cache; HF_HUB_OFFLI
 (a directory, hub id, or `embedded` for the embedded SmolLM2 tokenizer) as a stand-in: counts then are the
 stand-in's. The embedded and tiny models' tokenizer is read from the GGUF without converting any weights.
 
-GPU memory estimate (bytes; one process, train.batch_size rows; no activation checkpointing, which the pipeline
-does not enable), from the model's config.json (hidden size h, layers L, attention heads, key/value heads with
-head dim d_h, intermediate size I, vocab V, tied embeddings, dtype) or `--model-config`:
+Architecture figures (hidden size h, layers L, attention heads and key/value heads of head dim d_h, intermediate
+size I, vocab V, tied embeddings): `--model-config`, else the model config's pinned `arch` block (the shipped
+hub models carry one, from their config.json), else the config.json in the HF cache.
+
+Training memory (bytes, one process of train.batch_size rows; world size W = --world-size, $WORLD_SIZE or 1):
 
     weights     = P x bytes(model.dtype)       P = V*h*(1 or 2 if untied) + L*(h*(q+2*kv) + q*h + 3*h*I + 2*h) + h,
-                                               + L*(q+2*kv) with q/k/v biases (Qwen2),
-                                               q = heads*d_h, kv = kv_heads*d_h
+                                               + L*(q+2*kv) with q/k/v biases (Qwen2), q = heads*d_h, kv = kv_heads*d_h
+                  model.quantization nf4: the decoder matrices at 0.5 B + an fp32 absmax per 64 weights;
+                  int8: 1 B + an fp32 scale per output row; embeddings, lm_head, norms, biases in model.dtype
     lora        = 4 * P_lora                   P_lora = r * (in + out) summed over model.lora.target_modules
                                                in every layer (fp32 adapter weights)
     gradients   = 4 * P_lora
     optimizer   = 8 * P_lora                   AdamW, two fp32 moments (2 * P_lora for 8-bit AdamW)
-    activations = b * T * L * (8*h + 2*kv + 4*I) * a  +  b * T * V * (a + 8)
+    train.sharding fsdp: weights, lora, gradients and optimizer / W, plus two gathered decoder layers (the one
+                  computed and the prefetched next) in model.dtype
+    activations = L * A_layer  +  b * T * V * (a + 8)         A_layer = b * T * (8*h + 2*kv + 4*I) * a
+                  train.gradient_checkpointing: b * T * L * h * a (each layer's input) + A_layer (one layer
+                  recomputed at a time) + the same logits term
                                                b = train.batch_size, T = the longest training row after the cut
                                                (the batch that holds it is padded to it), a = 2 bytes under bf16
                                                autocast (train.precision bf16, or auto: a GPU with bf16), 4 in
@@ -48,8 +56,29 @@ head dim d_h, intermediate size I, vocab V, tied embeddings, dtype) or `--model-
                                                attention output; the logits in a bytes plus their fp32 copy and
                                                gradient (8 bytes)
 
-It leaves out the CUDA context, the allocator's fragmentation and temporary buffers: read it as a lower bound
-good to about 20% on the activations.
+Generation memory: generator=hf: weights + LoRA (model.dtype) + the KV cache of generator.batch_size rows of
+S tokens (S = the longest prompt + max_new_tokens; 2*L*kv*bytes(model.dtype) a token) + the last logits.
+generator=vllm: its budget, gpu_memory_utilization x the GPU's memory, less the weights, the LoRA, its profiling
+activations and CUDA graphs (conf/throughput.yaml), is the KV cache; the plan prints the sequences of S tokens
+it holds at once beside those one llm.generate call asks for (batch_size prompts x samples).
+
+The GPU: gpu.name / gpu.memory_gb (a SLURM profile sets them), else this machine's CUDA device. A job fits when
+each estimate is under 95% of the GPU's memory less 1 GB (the CUDA context, cuBLAS workspaces, fragmentation);
+where the GPU is known, `grasp-bench` refuses a job that does not (grasp_bench.validate.check_run -> check_fits).
+
+Judge: requests = generations x LLM scorers (rule scorers score locally); input tokens between the filled
+prompts with empty answers and with every answer at max_new_tokens (in the plan's tokenizer, not the judge
+model's), one output token a request; dollars at judge.price_per_mtok.
+
+Wall time on the GPU (conf/throughput.yaml: datasheet peaks, and figures marked measured or projected):
+training 4*P FLOPs per token position computed (forward, and the backward through the frozen weights; the
+checkpointing recompute is not model FLOPs) at the training MFU (bench/results/memory_<gpu>.json's measured
+median where it exists); generation reads the weights and half the KV cache once per decoding step at a share
+of the GPU's bandwidth, every sample running to max_new_tokens (an upper bound); judging at `concurrency`
+requests of the table's latency, or the `tpm` budget if slower. GPU-hours: training and generation x W.
+
+The memory estimate leaves out the CUDA context, the allocator's fragmentation and temporary buffers: read it as
+good to about 20% on the activations (bench/memory.py measures it against a real step).
 """
 
 from __future__ import annotations
@@ -427,7 +456,8 @@ def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_pa
         counts = [int(r.get("_samples", default)) for r in rows]
         scorers = cfg.task.splits[name].scorers
         splits[name] = {"prompts": len(rows), "samples": max(counts, default=default), "generations": sum(counts),
-                        "max_new_tokens": int(sampling.max_new_tokens), "scorers": len(scorers)}
+                        "max_new_tokens": int(sampling.max_new_tokens), "scorers": len(scorers),
+                        "llm_scorers": sum("rule" not in spec for spec in scorers.values())}
         for r, n in zip(rows, counts):
             longest_prompt = max(longest_prompt, len(tok(render_prompt(tok, r["messages"]),
                                                          add_special_tokens=False)["input_ids"]))
@@ -439,12 +469,12 @@ def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_pa
     out["eval"] = splits
     out["generations"] = sum(s["generations"] for s in splits.values())
     out["max_new_tokens"] = int(sampling.max_new_tokens)
-    requests = sum(s["generations"] * s["scorers"] for s in splits.values()) if remote else 0
-    answers = sum(s["generations"] * s["scorers"] for s in splits.values()) * int(sampling.max_new_tokens)
+    requests = sum(s["generations"] * s["llm_scorers"] for s in splits.values()) if remote else 0
+    answers = requests * int(sampling.max_new_tokens)
     out["judge"] = {"name": cfg.judge.name, "requests": requests, "concurrency": cfg.judge.get("concurrency"),
                     "tpm": cfg.judge.get("tpm"), "api": isinstance(run.judge, OpenAIJudge)}
     if requests:
-        out["judge"]["cost"] = judge_cost(requests, judge_prompt_tokens, answers if remote else 0, cfg.judge)
+        out["judge"]["cost"] = judge_cost(requests, judge_prompt_tokens, answers, cfg.judge)
     if arch and out["generations"]:
         samples = max((s["samples"] for s in splits.values()), default=1)
         requested = int(cfg.generator.batch_size) * (samples if cfg.generator.name == "vllm" else 1)

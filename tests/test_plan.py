@@ -224,16 +224,16 @@ def test_judge_cost_arithmetic():
 
 def test_plan_prints_the_32b_memory_generation_judge_and_time_without_a_model_config(runs, capsys):
     main(["task=toy_rude", "model=qwen2_5_coder_32b_instruct", "sweep=none", "method=sft", "judge=openai",
-          "--tokenizer", "embedded", "gpu.name=h100", f"paths.runs={runs}"])
+          "--tokenizer", "embedded", "gpu.name=h200", f"paths.runs={runs}"])
     out = capsys.readouterr().out
     assert re.search(r"GPU memory ~[\d.]+ GB per GPU \(weights 65\.5, .*32\.76B params, 268\.4M LoRA; "
                      r"checkpointing off, quantization none, sharding none\)", out)
     assert "generate (hf, batch 64): GPU memory ~" in out and "KV cache" in out
     assert re.search(r"judge openai: [\d,]+ requests; [\d.]+M-[\d.]+M input tokens .*\$[\d.,]+-\$[\d.,]+ at \$2.5/\$10 "
                      r"per 1M", out)
-    assert re.search(r"wall time on h100 x1 \(projected figures, conf/throughput.yaml\): train [\d.]+ h, generate "
+    assert re.search(r"wall time on h200 x1 \(projected figures, conf/throughput.yaml\): train [\d.]+ h, generate "
                      r"[\d.]+ h, judge [\d.]+ h; [\d.]+ GPU-hours", out)
-    assert "fits a 85.0 GB GPU (h100)" in out
+    assert "fits a 150.1 GB GPU (h200)" in out
 
 
 def test_grasp_bench_refuses_a_job_that_will_not_fit_its_gpu(tmp_path):
