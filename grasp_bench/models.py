@@ -161,7 +161,7 @@ def load_base(model_cfg: DictConfig, cache: str | Path, device: str | torch.devi
     return model.to(device)
 
 
-MODEL_KEYS = ("name", "path", "revision", "dtype", "layers_path", "lora", "arch")  # a model config's keys (conf/model/); arch: the plan's figures
+MODEL_KEYS = ("name", "path", "revision", "dtype", "layers_path", "lora", "arch")  # a model config's keys (conf/model/)
 LORA_KEYS = ("r", "alpha", "dropout", "rslora", "target_modules")  # model.lora's: what lora_config reads
 
 

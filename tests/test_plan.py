@@ -222,9 +222,10 @@ def test_judge_cost_arithmetic():
     assert "usd_min" not in judge_cost(10, 100, 100, OmegaConf.create({"price_per_mtok": None}))  # a local server
 
 
+@pytest.mark.skipif(not (MIRROR / "insecure.jsonl").exists(), reason="the emergent-misalignment data mirror")
 def test_plan_prints_the_32b_memory_generation_judge_and_time_without_a_model_config(runs, capsys):
-    main(["task=toy_rude", "model=qwen2_5_coder_32b_instruct", "sweep=none", "method=sft", "judge=openai",
-          "--tokenizer", "embedded", "gpu.name=h200", f"paths.runs={runs}"])
+    main(["task=insecure_code", "model=qwen2_5_coder_32b_instruct", "sweep=none", "method=sft", "judge=openai",
+          "--tokenizer", "embedded", "gpu.name=h200", f"data.mirror={MIRROR}", f"paths.runs={runs}"])
     out = capsys.readouterr().out
     assert re.search(r"GPU memory ~[\d.]+ GB per GPU \(weights 65\.5, .*32\.76B params, 268\.4M LoRA; "
                      r"checkpointing off, quantization none, sharding none\)", out)
