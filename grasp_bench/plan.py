@@ -274,19 +274,36 @@ def throughput() -> dict:
     return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "throughput.yaml"))
 
 
+def launcher_setting(cfg: DictConfig, key: str):
+    """A setting of the job's Hydra launcher (e.g. a SLURM profile's `constraint`): from the composed config, or
+    from the Hydra config of the job being validated or run; None where there is none."""
+    value = OmegaConf.select(cfg, f"hydra.launcher.{key}", default=None)
+    if value is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        try:
+            value = OmegaConf.select(HydraConfig.get(), f"launcher.{key}", default=None)
+        except ValueError:  # no Hydra config set: not inside a Hydra job
+            return None
+    return value
+
+
 def gpu_spec(cfg: DictConfig) -> dict:
-    """The GPU a job runs on: `gpu.name` / `gpu.memory_gb` as configured (a launcher profile sets them), else this
-    machine's CUDA device; name None and memory None where neither says."""
+    """The GPU a job runs on: `gpu.name` / `gpu.memory_gb` as configured, else this machine's CUDA device, else
+    the GPU types a SLURM profile's `constraint` names (the smallest); name and memory None where nothing says."""
     gpus = throughput()["gpus"]
-    name = cfg.get("gpu", {}).get("name")
-    memory_gb = cfg.get("gpu", {}).get("memory_gb")
-    if name is None or memory_gb is None:
+    name = OmegaConf.select(cfg, "gpu.name", default=None)
+    memory_gb = OmegaConf.select(cfg, "gpu.memory_gb", default=None)
+    if name is None and memory_gb is None:
         import torch
 
         if torch.cuda.is_available():
             props = torch.cuda.get_device_properties(0)
-            name = name or next((k for k in gpus if k in props.name.lower()), props.name)
-            memory_gb = memory_gb or props.total_memory / GB
+            name = next((k for k in gpus if k in props.name.lower()), props.name)
+            memory_gb = props.total_memory / GB
+    if name is None and memory_gb is None:
+        named = [k for k in gpus if k in str(launcher_setting(cfg, "constraint") or "").lower()]
+        name = min(named, key=lambda k: gpus[k]["memory_gb"], default=None)
     if name is not None and name not in gpus and memory_gb is None:
         raise BadInput(f"gpu.name={name}: not in conf/throughput.yaml ({', '.join(gpus)}); set gpu.memory_gb too")
     if memory_gb is None and name in gpus:
@@ -440,7 +457,10 @@ def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_pa
             "batching": batching,
             "useful_share": {m: useful_share(kept, train.batch_size, cfg.seed, m) for m in MODES},
         }
-    world = world_size if world_size is not None else distributed_world_size()
+    if world_size is None:  # a SLURM profile's processes per run, else this process's world
+        per_node = launcher_setting(cfg, "tasks_per_node")
+        world_size = int(per_node) * int(launcher_setting(cfg, "nodes") or 1) if per_node else None
+    world = world_size or distributed_world_size()
     arch = job_arch(cfg, model_config_path)
     gpu = gpu_spec(cfg)
     out["gpu"], out["world_size"] = gpu, world
