@@ -161,6 +161,7 @@ def check_config(cfg: DictConfig, stages: tuple[str, ...]) -> None:
     number(cfg, "task.sampling.top_p", low=0, low_open=True, high=1)
     number(cfg, "task.sampling.max_new_tokens", integer=True, low=1)
     number(cfg, "task.sampling.samples", integer=True, low=1)
+    choice(cfg, "task.sampling.from_generation_config", (False, True, None))  # None: not set (false)
     number(cfg, "model.lora.r", integer=True, low=1)
     number(cfg, "model.lora.alpha", low=0, low_open=True)
     number(cfg, "model.lora.dropout", low=0, high=1)
