@@ -613,8 +613,8 @@ def format_job(i: int, job: DictConfig, p: dict) -> str:
     line = f"  judge {j['name']}: {_n(j['requests'])} requests" + ("" if j["requests"] else " (scores locally)")
     c = j.get("cost")
     if c:
-        line += (f"; {c['input_min'] / 1e6:.1f}M-{c['input_max'] / 1e6:.1f}M input tokens (empty answers to every "
-                 f"answer at max_new_tokens; {p['tokenizer']} tokenizer), {c['output'] / 1e6:.2f}M output")
+        line += (f"; {c['input_min'] / 1e6:.1f}M-{c['input_max'] / 1e6:.1f}M input tokens (answers from empty to "
+                 f"max_new_tokens tokens; {p['tokenizer']} tokenizer), {c['output'] / 1e6:.2f}M output")
         if "usd_min" in c:
             line += (f"; ${c['usd_min']:,.2f}-${c['usd_max']:,.2f} at ${c['price']['input']:g}/"
                      f"${c['price']['output']:g} per 1M (judge.price_per_mtok)")
