@@ -63,3 +63,28 @@ def test_train_and_generate_on_one_node_then_judge_and_metrics_on_another(runs):
     metrics = run(compose_config(*TINY, "method=sft", "stages=[judge,metrics]", runs=runs))
     assert {p: p.stat().st_mtime_ns for p in made} == made  # neither trained nor generated again
     assert (d / "metrics" / "rule.json").exists() and metrics["eval/spurious_rate_n"] > 0
+
+
+def test_the_submitting_node_refuses_a_job_too_big_for_the_profiles_gpu(tmp_path):
+    """No GPU here: the profile's constraint (slurm_32b: an 80 GB H100) is the GPU checked, before SLURM sees the
+    job. The model: the tiny one (its tokenizer, offline) with the 32B's figures, as a user's model config."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    model = OmegaConf.load(CONF / "model" / "tiny.yaml")
+    model.name, model.arch = "tiny_as_32b", OmegaConf.load(CONF / "model" / "qwen2_5_coder_32b_instruct.yaml").arch
+    OmegaConf.save(model, tmp_path / "conf" / "model" / "tiny_as_32b.yaml")
+    (tmp_path / "conf" / "model" / "tiny_as_32b.yaml").write_text(
+        "# the tiny model with the 32B's architecture figures\n" + (tmp_path / "conf/model/tiny_as_32b.yaml").read_text())
+    args = [o for o in TINY if not o.startswith("model=")]
+    out = subprocess.run([sys.executable, "-m", "grasp_bench", "-m", "--config-dir", str(tmp_path / "conf"),
+                          "hydra/launcher=slurm_32b", *args, "model=tiny_as_32b", "train.batch_size=2",
+                          "method=sft", f"paths.runs={tmp_path / 'runs'}"],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    [line] = out.stderr.strip().splitlines()
+    assert "training needs ~" in line and "85.0 GB GPU" in line
+    assert not (tmp_path / "runs").exists()
