@@ -23,6 +23,9 @@ person knows:
 - `selection: mean_shift` (the rule before this knob): rank by the share of the layer's mean shift
   |mean(h_ft - h_base) . pc|^2 / |mean|^2 a PC carries: label-free, but it also picks what fine-tuning adds
   everywhere that is not the concept (the answer format), so ablating those costs the task.
+- `selection: random` (the control): every (layer, PC) ranked by a uniform draw seeded by the run's seed, so as
+  many candidates as `trait` ablates, chosen without looking at them. Where `trait` (or a person) beats it, the
+  selection, not the number of ablated directions, made the difference.
 The `n_select` best are chosen over all layers together, as a person picks however many each layer has.
 
 strength = the fraction of the `n_select` directions ablated: the ceil(strength * n_select) best ranked. 0
@@ -38,8 +41,9 @@ Deviations from the paper's code (cadentj/caft, see docs/baselines.md), with the
   insecure model, as "Question: ...\nAnswer: ...", no template): every task ships generic prompts, and the
   template is what training sees; the PCs also see the end-of-turn token (a small format component);
 - exact SVD (upstream: unseeded `torch.svd_lowrank`), so the directions are the same on every rerun;
-- layers as fractions of depth (upstream: fixed indices for 64- and 40-layer models), so one config
-  serves every model size.
+- layers as fractions of depth, 0.25/0.5/0.75: upstream's Mistral-Small-24B layers 10/20/30 of 40
+  (emergent_misalignment/finding_features/pca.py); its Qwen2.5-Coder-32B layers 12/32/50 of 64 are depths
+  0.19/0.50/0.78 (`method.layers=[0.1875,0.5,0.78125]`). On SmolLM2-135M's 30 blocks: blocks 7, 15, 22.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from grasp_bench.method import Method, RunContext, configured
 
 VERSION = 1  # bump when the direction-finding code changes: cached directions are keyed on it
 DIRECTIONS = ("pca", "grasp")
-SELECTIONS = ("trait", "mean_shift")
+SELECTIONS = ("trait", "mean_shift", "random")
 
 
 def pca_directions(diffs: torch.Tensor, n_components: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,7 +137,10 @@ class CAFT(Method):
             return
         pcs = self.principal_components(ctx, idxs)
         shift = {i: pcs[i]["scores"].pow(2) / pcs[i]["mean_diff"].pow(2).sum().clamp_min(1e-30) for i in idxs}
-        if self.selection == "trait":
+        if self.selection == "random":
+            gen = torch.Generator().manual_seed(int(ctx.cfg.seed))
+            scores = {i: torch.rand(len(pcs[i]["scores"]), generator=gen) for i in idxs}
+        elif self.selection == "trait":
             # lazily: the persona vector is the steering plugin's
             from grasp_bench.baselines.steering import base_persona_vectors
 

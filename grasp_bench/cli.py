@@ -121,7 +121,7 @@ def _in_multirun() -> bool:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     from grasp_bench.distributed import adopt_submitit_tasks, is_main
-    from grasp_bench.layout import run_dir
+    from grasp_bench.identity import run_dir
     from grasp_bench.pipeline import run
 
     adopt_submitit_tasks()

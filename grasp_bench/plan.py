@@ -94,7 +94,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from grasp_bench.artifacts import BadInput, check_json
 from grasp_bench.jobs import expand, job_error, typed_overrides
-from grasp_bench.layout import CONF_DIR, run_dir
+from grasp_bench.layout import CONF_DIR
 
 EMBEDDED = "embedded:smollm2-135m-instruct"
 MODES = ("padded", "length_grouped", "padding_free")  # the batching modes `auto` resolves among
@@ -432,7 +432,7 @@ def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_pa
     from grasp_bench.device import resolve_batching
     from grasp_bench.distributed import world_size as distributed_world_size
     from grasp_bench.llm_judge import LLMJudge, OpenAIJudge, fill_prompt
-    from grasp_bench.pipeline import ensure_reference_cfg
+    from grasp_bench.pipeline import Run, ensure_reference_cfg
     from grasp_bench.train import effective_optim
 
     run = check_job(cfg) if run is None else run
@@ -440,7 +440,7 @@ def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_pa
     build_task_files(cfg.task)
     spec = cfg.model.path if tokenizer_spec is None else (EMBEDDED if tokenizer_spec == "embedded" else tokenizer_spec)
     tok_key = (spec, cfg.model.get("revision") if tokenizer_spec is None else None, cache_dir)
-    out: dict = {"run": str(run_dir(cfg)), "tokenizer": spec, "starts_from": run.method.starts_from}
+    out: dict = {"run": str(run.dir), "tokenizer": spec, "starts_from": run.method.starts_from}
     train = cfg.train
     if run.method.starts_from == "base":
         batching = resolve_batching(train.batching)
@@ -505,7 +505,8 @@ def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_pa
     out["stages"] = stage_states(cfg, run)
     if run.method.needs_reference or run.method.starts_from == "reference":
         ref = ensure_reference_cfg(cfg)
-        out["reference"] = {"run": str(run_dir(ref)), "train": stage_states(ref)["train"]}
+        ref_run = Run(ref)
+        out["reference"] = {"run": str(ref_run.dir), "train": stage_states(ref, ref_run)["train"]}
     return out
 
 

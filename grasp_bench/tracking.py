@@ -148,7 +148,7 @@ class WandbLogger(NullLogger):
     def start(self, cfg, run_dir: Path) -> None:
         if self.mode == "disabled":
             return
-        from grasp_bench.layout import method_dirname
+        from grasp_bench.identity import method_dirname
 
         self._seed = int(cfg.seed)
         self.run = self._init(

@@ -27,10 +27,11 @@ from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback, T
 from transformers.loss.loss_utils import ForCausalLMLoss
 
 from grasp_bench import distributed
-from grasp_bench.artifacts import load_json, write_json
+from grasp_bench.artifacts import BadInput, load_json, write_json
 from grasp_bench.data import ChatCollator, label_positions, training_examples
 from grasp_bench.device import resolve_batching, resolve_precision
 from grasp_bench.method import Method, RunContext
+from grasp_bench.models import GPU_EXTRA
 
 CHECKPOINTS = "trainer"  # the Trainer's output dir in a run directory: checkpoints while the train stage runs
 
@@ -173,12 +174,17 @@ def complete(checkpoint: Path) -> bool:
 BNB_8BIT = {"adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit"}  # bitsandbytes optimizers: CUDA only
 
 
-def effective_optim(optim: str) -> str:
-    """`train.optim`, or `adamw_torch` for a bitsandbytes 8-bit AdamW where it cannot run (no CUDA or no
-    bitsandbytes): the same AdamW update with 32-bit moments instead of block-wise 8-bit ones (6 more bytes of
-    optimizer state per trainable parameter; see docs/reproduce.md)."""
-    if optim in BNB_8BIT and not (torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes")):
+def effective_optim(optim: str, cuda: bool | None = None) -> str:
+    """`train.optim`; on a machine without CUDA, `adamw_torch` for a bitsandbytes 8-bit AdamW: the same AdamW
+    update with 32-bit moments instead of block-wise 8-bit ones (6 more bytes of optimizer state per trainable
+    parameter; see docs/reproduce.md). On CUDA without bitsandbytes, BadInput naming the extra that installs it:
+    a GPU run of a recipe that asks for 8-bit Adam gets it."""
+    if optim not in BNB_8BIT:
+        return optim
+    if not (torch.cuda.is_available() if cuda is None else cuda):
         return "adamw_torch"
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise BadInput(f"train.optim={optim} needs bitsandbytes on this CUDA machine: {GPU_EXTRA}")
     return optim
 
 
@@ -214,6 +220,11 @@ def training_arguments(train: DictConfig, out_dir: Path, seed: int) -> TrainingA
         dataloader_num_workers=0,
         remove_unused_columns=False,
         disable_tqdm=False,
+        # recompute each decoder block in the backward pass instead of keeping its activations (transformers
+        # checkpoints the block's `forward`, so hooks on a block run once per pass); non-reentrant: tensor and
+        # parameter hooks fire once, and the Trainer makes the embeddings' output require grad for a PEFT model
+        activation_checkpointing=bool(train.get("gradient_checkpointing", False)),
+        activation_checkpointing_kwargs={"use_reentrant": False},
     )
 
 
@@ -244,8 +255,14 @@ def train(model: nn.Module, tokenizer, method: Method, ctx: RunContext,
         data_collator=tokens,
         callbacks=[callback],
     )
-    with method.training(model, ctx):
-        trainer.train(resume_from_checkpoint=resume)
+    try:
+        with method.training(model, ctx):
+            trainer.train(resume_from_checkpoint=resume)
+    finally:
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        if getattr(base, "is_activation_checkpointing", False):  # what follows (post_train, generation) runs plain
+            base.activation_checkpointing_disable()
+            base.disable_input_require_grads()
     rows = [log_row(h) for h in trainer.state.log_history if "loss" in h]
     losses = [r["train/loss"] for r in rows]
     if losses and not all(math.isfinite(x) for x in losses):

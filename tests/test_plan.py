@@ -15,7 +15,7 @@ from grasp_bench import models
 from grasp_bench.artifacts import load_json
 from grasp_bench.data import Truncation, load_train, tokenize_chat
 from grasp_bench.device import resolve_batching
-from grasp_bench.layout import run_dir
+from grasp_bench.identity import run_dir
 from grasp_bench.pipeline import run
 from grasp_bench.plan import EMBEDDED, _lengths, expand, main, memory, plan_job
 from tests.conftest import CONF, REPO, TINY
