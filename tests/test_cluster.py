@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from grasp_bench.layout import run_dir
+from grasp_bench.identity import run_dir
 from grasp_bench.pipeline import run
 from grasp_bench.plan import gpu_spec
 from tests.conftest import CONF, TINY, compose_config
