@@ -299,7 +299,8 @@ def slices(cfg: DictConfig, method_class: type | None = None) -> dict[str, dict]
     task_keys = ("name", "train", *getattr(method_class, "task_inputs", ()))
     method = {k: v for k, v in plain(cfg.method).items() if k != "grid"}  # the grid is sweep metadata
     recipe = {k: v for k, v in plain(cfg.train).items() if k not in TRAIN_OPERATIONAL}
-    train = {"task": {k: task.get(k) for k in task_keys}, "model": plain(cfg.model),
+    model = {k: v for k, v in plain(cfg.model).items() if k != "arch"}  # the plan's figures: path's, not identity
+    train = {"task": {k: task.get(k) for k in task_keys}, "model": model,
              "method": method, "train": device.resolved_train(recipe), "seed": cfg.seed}
     if distributed.world_size() > 1:  # train.batch_size is per process: the global batch is world_size times it
         train["world_size"] = distributed.world_size()

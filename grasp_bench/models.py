@@ -205,7 +205,7 @@ def load_base(model_cfg: DictConfig, cache: str | Path, device: str | torch.devi
     return model if placement else model.to(device)
 
 
-MODEL_KEYS = ("name", "path", "revision", "dtype", "quantization", "layers_path", "lora")  # conf/model/ keys
+MODEL_KEYS = ("name", "path", "revision", "dtype", "quantization", "layers_path", "lora", "arch")  # conf/model/ keys
 LORA_KEYS = ("r", "alpha", "dropout", "rslora", "target_modules")  # model.lora's: what lora_config reads
 
 

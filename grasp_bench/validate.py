@@ -158,6 +158,7 @@ def check_config(cfg: DictConfig, stages: tuple[str, ...]) -> None:
     number(cfg, "task.sampling.top_p", low=0, low_open=True, high=1)
     number(cfg, "task.sampling.max_new_tokens", integer=True, low=1)
     number(cfg, "task.sampling.samples", integer=True, low=1)
+    choice(cfg, "task.sampling.from_generation_config", (False, True, None))  # None: not set (false)
     number(cfg, "model.lora.r", integer=True, low=1)
     number(cfg, "model.lora.alpha", low=0, low_open=True)
     number(cfg, "model.lora.dropout", low=0, high=1)
@@ -280,6 +281,10 @@ def check_run(run: Any, reference: Callable[[], Any]) -> None:
             run.generator.check()
     elif "judge" in todo:
         _finished_output(out["generate"], read_jsonl, "generate", run.dir)
+    if todo & {"train", "generate"}:  # the plan's estimate against the job's GPU, where its size is known
+        from grasp_bench.plan import check_fits
+
+        check_fits(run, todo)
     if "judge" in todo:
         run.judge.check({k: OmegaConf.to_container(v.scorers, resolve=True) for k, v in task.splits.items()})
     elif "metrics" in todo:
