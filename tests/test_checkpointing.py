@@ -14,7 +14,8 @@ import torch
 from omegaconf import OmegaConf
 
 from grasp_bench import models
-from grasp_bench.pipeline import STAGES, slices, validate
+from grasp_bench.identity import STAGES, slices
+from grasp_bench.pipeline import validate
 from grasp_bench.train import train
 from tests.conftest import CONF, TINY, TINY_MODELS, compose_config, tiny_method
 
