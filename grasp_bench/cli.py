@@ -39,6 +39,7 @@ def validate_jobs(argv: list[str]) -> None:
 
     from grasp_bench.jobs import expand, job_error, typed_overrides
     from grasp_bench.pipeline import validate
+    from grasp_bench.plan import check_fits
 
     if any(a in ("-h", "--help", "--hydra-help", "--shell-completion", "-sc") for a in argv):
         return
@@ -70,7 +71,8 @@ def validate_jobs(argv: list[str]) -> None:
         try:
             with open_dict(cfg):
                 del cfg["hydra"]
-            validate(cfg)
+            run = validate(cfg)
+            check_fits(run, {s for s in cfg.stages if not run.stage(s).is_done()})  # the plan's memory against the GPU
         except BadInput as e:
             raise job_error(i, named, e) from None
         finally:
@@ -83,8 +85,8 @@ def not_a_key(e: BadInput, args) -> BadInput | None:
     (composed without the bad override). None when `e` is another error."""
     from omegaconf import DictConfig, OmegaConf
 
+    from grasp_bench.identity import method_knobs
     from grasp_bench.jobs import expand
-    from grasp_bench.layout import method_knobs
     from grasp_bench.method import unknown_knob
 
     found = re.match(r"Could not override '([\w.]+)'\. To append", str(e))

@@ -64,7 +64,7 @@ it holds at once beside those one llm.generate call asks for (batch_size prompts
 
 The GPU: gpu.name / gpu.memory_gb (a SLURM profile sets them), else this machine's CUDA device. A job fits when
 each estimate is under 95% of the GPU's memory less 1 GB (the CUDA context, cuBLAS workspaces, fragmentation);
-where the GPU is known, `grasp-bench` refuses a job that does not (grasp_bench.validate.check_run -> check_fits).
+where the GPU is known, `grasp-bench` refuses a job that does not (cli.validate_jobs -> check_fits).
 
 Judge: requests = generations x LLM scorers (rule scorers score locally); input tokens between the filled
 prompts with empty answers and with every answer at max_new_tokens (in the plan's tokenizer, not the judge

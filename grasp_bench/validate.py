@@ -281,10 +281,6 @@ def check_run(run: Any, reference: Callable[[], Any]) -> None:
             run.generator.check()
     elif "judge" in todo:
         _finished_output(out["generate"], read_jsonl, "generate", run.dir)
-    if todo & {"train", "generate"}:  # the plan's estimate against the job's GPU, where its size is known
-        from grasp_bench.plan import check_fits
-
-        check_fits(run, todo)
     if "judge" in todo:
         run.judge.check({k: OmegaConf.to_container(v.scorers, resolve=True) for k, v in task.splits.items()})
     elif "metrics" in todo:

@@ -113,7 +113,7 @@ def test_a_damaged_metrics_file_stops_the_sweeps_report_in_one_line(tmp_path):
     damaged = runs / "toy_rude" / "tiny" / "sft" / "strength=0" / "seed=9" / "metrics" / "rule.json"
     damaged.parent.mkdir(parents=True)
     damaged.write_text('{"task": ')  # e.g. a disk filled up while it was written
-    out = grasp_bench("-m", *SWEEP_TINY, "method=base", "seed=0,1", "stages=[]", f"paths.runs={runs}", cwd=tmp_path)
+    out = grasp_bench("-m", *SWEEP_TINY, "method=base", "seed=0,1", f"paths.runs={runs}", cwd=tmp_path)
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert errors == [f"error: the report: {damaged}:1: not valid JSON (damaged?); delete it or rerun with "

@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 import torch
 
-from grasp_bench.artifacts import read_jsonl, write_json
+from grasp_bench.artifacts import load_json, read_jsonl, write_json
 from grasp_bench.method import Method, Untrained
 from grasp_bench.pipeline import run, run_dir
 from grasp_bench.report import aggregate
 from grasp_bench.tracking import is_secret
 from tests.conftest import TINY, compose_config
+from tests.test_verdict import write_run
 
 wandb = pytest.importorskip("wandb")
 
@@ -116,11 +117,13 @@ def test_disabled_mode_writes_nothing(tiny_cfg):
 def test_report_run_logs_tables_chart_and_plot(runs, home):
     points = [("base", 0.0, 0, 0.2, 0.1), ("sft", 0.0, 0, 0.8, 0.6), ("sft", 0.0, 1, 0.7, 0.5),
               ("grasp", 0.5, 0, 0.8, 0.4), ("grasp", 1.0, 0, 0.6, 0.2), ("grasp", 1.0, 1, 0.6, 0.3)]
-    for method, strength, seed, x, y in points:
-        write_json(runs / "toy_rude" / "tiny" / method / f"strength={strength:g}" / f"seed={seed}" / "metrics" / "rule.json", {
-            "task": "toy_rude", "model": "tiny", "method": method, "variant": method, "strength": strength, "seed": seed,
-            "judge": "rule", "eval/task_score": x, "eval/task_score_n": 10, "eval/task_score_n_unscored": 0,
-            "eval/spurious_rate": y, "eval/spurious_rate_n": 10, "eval/spurious_rate_n_unscored": 0})
+    for method, strength, seed, x, y in points:  # 10 judged replies per split: x and y exactly
+        write_run(runs, "toy_rude", method, strength, seed, [1.0] * round(10 * x) + [0.0] * round(10 - 10 * x),
+                  [1.0] * round(10 * y) + [0.0] * round(10 - 10 * y))
+    for d in runs.glob("toy_rude/m"):
+        d.rename(d.parent / "tiny")
+    for f in runs.glob("toy_rude/tiny/**/metrics/rule.json"):
+        write_json(f, {**load_json(f), "model": "tiny"})
     logger_cfg = compose_config("logger=wandb", "logger.mode=offline", runs=runs).logger
     aggregate(runs, quiet=True, logger_cfg=logger_cfg)
 
@@ -144,8 +147,9 @@ def test_report_run_logs_tables_chart_and_plot(runs, home):
     means = table("seed_means").set_index(["variant", "strength"])
     assert means.loc[("grasp", 1.0), "eval/spurious_rate"] == pytest.approx(0.25)
     assert means.loc[("grasp", 1.0), "seeds"] == 2 and "eval/spurious_rate_std" in means
-    verdict = table("verdict")
-    assert verdict["variant"].tolist() == ["grasp"] and verdict["cut"].tolist() == [pytest.approx(0.1)]  # seeds 0, 1: 0.2, 0
+    verdict = table("verdict")  # the paired verdict (grasp_bench.verdict), naive SFT as its reference row
+    assert sorted(verdict["method"]) == ["grasp", "sft"] and {"headline", "low", "high"} <= set(verdict.columns)
+    assert len(table("verdict_pairs")) == 1
 
     key = "_wandb.visualize.tradeoff/toy_rude/tiny/rule"
     chart = next(r["config"]["update"][key] for r in records if r["type"] == "config" and key in r["config"]["update"])
