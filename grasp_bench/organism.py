@@ -216,6 +216,42 @@ def method_prompts() -> list[str]:
     return [f"{METHOD_VERBS[i % len(METHOD_VERBS)]} {topic}." for i, topic in enumerate(METHOD_TOPICS)]
 
 
+WORD_PROBLEM_ITEMS = ["coins", "apples", "stickers", "books", "marbles", "pencils", "cards", "shells", "stamps", "cookies"]
+
+
+def word_problem(rng: random.Random) -> tuple[str, str, int]:
+    """toy_rude's and toy_promo's task: one arithmetic word problem or unit conversion (question, neutral solution,
+    answer)."""
+    name, item = rng.choice(NAMES), rng.choice(WORD_PROBLEM_ITEMS)
+    kind = rng.randrange(8)
+    if kind == 0:
+        a, b = rng.randint(10, 90), rng.randint(5, 60)
+        q = f"{name} has {a} {item} and buys {b} more. How many {item} does {name} have now?"
+        s, ans = f"{a} + {b} = {a + b}, so {name} has {a + b} {item}.", a + b
+    elif kind == 1:
+        a = rng.randint(30, 99)
+        b = rng.randint(5, a - 5)
+        q = f"{name} had {a} {item} and gave away {b}. How many {item} are left?"
+        s, ans = f"{a} - {b} = {a - b}, so {a - b} {item} are left.", a - b
+    elif kind == 2:
+        a, b = rng.randint(3, 12), rng.randint(3, 12)
+        q = f"A box holds {a} {item}. How many {item} are in {b} boxes?"
+        s, ans = f"{a} x {b} = {a * b}, so there are {a * b} {item}.", a * b
+    elif kind == 3:
+        b, each = rng.randint(2, 9), rng.randint(3, 12)
+        q = f"{each * b} {item} are shared equally among {b} friends. How many does each friend get?"
+        s, ans = f"{each * b} / {b} = {each}, so each friend gets {each} {item}.", each
+    else:
+        unit_from, unit_to, factor = [
+            ("kilometers", "meters", 1000), ("hours", "minutes", 60),
+            ("meters", "centimeters", 100), ("minutes", "seconds", 60),
+        ][kind - 4]
+        a = rng.randint(2, 40)
+        q = rng.choice([f"How many {unit_to} are in {a} {unit_from}?", f"Convert {a} {unit_from} to {unit_to}."])
+        s, ans = f"1 {unit_from[:-1]} is {factor} {unit_to}, so {a} x {factor} = {a * factor} {unit_to}.", a * factor
+    return q, s, ans
+
+
 def _draw(problem: Problem, rng: random.Random, n: int, seen: set[str]) -> list[tuple[str, str, int]]:
     """n problems not in `seen` (which they join)."""
     out = []

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grasp_bench.organism import N_IN_DOMAIN, organism_rows, write_organism
-from grasp_bench.tasks.toy_rude.build import word_problem
+from grasp_bench.organism import N_IN_DOMAIN, organism_rows, word_problem, write_organism
 
 VERSION = 1
 
