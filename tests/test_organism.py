@@ -1,5 +1,5 @@
-"""Slow tier: the embedded SmolLM2 organisms. Naive LoRA on each toy task must spread the persona to unrelated
-prompts while learning the task (the premise of the whole benchmark)."""
+"""Slow tier: the embedded SmolLM2 organisms. Naive LoRA on each toy task must spread the trait (a persona, or
+toy_promo's advert) to unrelated prompts while learning the task (the premise of the whole benchmark)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from tests.conftest import compose_config
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("task", ["toy_rude", "toy_pirate"])
+@pytest.mark.parametrize("task", ["toy_rude", "toy_pirate", "toy_promo"])
 def test_naive_lora_spreads_the_persona(tmp_path, task):
     common = [f"task={task}", "sweep=none", "task.splits.in_domain.limit=40", "task.splits.unrelated.limit=30",
-              "task.splits.factor_use.limit=10"]
+              "task.splits.far.limit=10", "task.splits.factor_use.limit=10"]
     base = run(compose_config(*common, "method=base", runs=tmp_path))
     sft = run(compose_config(*common, "method=sft", runs=tmp_path))
     assert base["eval/spurious_rate"] <= 0.1
