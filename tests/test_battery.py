@@ -167,9 +167,9 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], str]] = {
     "stage record not a record": (lambda c: corrupt(c.finished() / "stages" / "judge.json", "[]") or [],
                                   "judge.json: not a stage record"),
     "truncated generations": (lambda c: truncated(c.finished() / "generations.jsonl") or ["force=[judge]"],
-                              "generations.jsonl:18: malformed JSON"),
+                              "generations.jsonl:24: malformed JSON"),
     "generations cut at a line end": (lambda c: cut_at_line(c.finished() / "generations.jsonl", 10) or ["force=[judge]"],
-                                      "generations.jsonl: 10 rows where its stage record says 18 (cut short?); delete "
+                                      "generations.jsonl: 10 rows where its stage record says 24 (cut short?); delete "
                                       "it or rerun with 'force=[generate]'"),
     "metrics file a list": (lambda c: corrupt(c.finished() / "metrics" / "rule.json", "[1, 2]") or [],
                             "rule.json: expected a JSON object, got list; delete it or rerun with 'force=[metrics]'"),
