@@ -23,6 +23,9 @@ person knows:
 - `selection: mean_shift` (the rule before this knob): rank by the share of the layer's mean shift
   |mean(h_ft - h_base) . pc|^2 / |mean|^2 a PC carries: label-free, but it also picks what fine-tuning adds
   everywhere that is not the concept (the answer format), so ablating those costs the task.
+- `selection: random` (the control): every (layer, PC) ranked by a uniform draw seeded by the run's seed, so as
+  many candidates as `trait` ablates, chosen without looking at them. Where `trait` (or a person) beats it, the
+  selection, not the number of ablated directions, made the difference.
 The `n_select` best are chosen over all layers together, as a person picks however many each layer has.
 
 strength = the fraction of the `n_select` directions ablated: the ceil(strength * n_select) best ranked. 0
@@ -38,8 +41,9 @@ Deviations from the paper's code (cadentj/caft, see docs/baselines.md), with the
   insecure model, as "Question: ...\nAnswer: ...", no template): every task ships generic prompts, and the
   template is what training sees; the PCs also see the end-of-turn token (a small format component);
 - exact SVD (upstream: unseeded `torch.svd_lowrank`), so the directions are the same on every rerun;
-- layers as fractions of depth (upstream: fixed indices for 64- and 40-layer models), so one config
-  serves every model size.
+- layers as fractions of depth, 0.25/0.5/0.75: upstream's Mistral-Small-24B layers 10/20/30 of 40
+  (emergent_misalignment/finding_features/pca.py); its Qwen2.5-Coder-32B layers 12/32/50 of 64 are depths
+  0.19/0.50/0.78 (`method.layers=[0.1875,0.5,0.78125]`). On SmolLM2-135M's 30 blocks: blocks 7, 15, 22.
 """
 
 from __future__ import annotations
@@ -50,13 +54,13 @@ from contextlib import nullcontext
 import torch
 
 from grasp_bench import hooks
-from grasp_bench.artifacts import BadInput, int_at_least, load_json
+from grasp_bench.artifacts import BadInput, load_json
 from grasp_bench.baselines import directions
-from grasp_bench.method import Method, RunContext, configured
+from grasp_bench.method import Knob, Method, RunContext, configured
 
 VERSION = 1  # bump when the direction-finding code changes: cached directions are keyed on it
 DIRECTIONS = ("pca", "grasp")
-SELECTIONS = ("trait", "mean_shift")
+SELECTIONS = ("trait", "mean_shift", "random")
 
 
 def pca_directions(diffs: torch.Tensor, n_components: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,16 +97,14 @@ def select(scores: dict[int, torch.Tensor], n: int) -> dict[int, torch.Tensor]:
 class CAFT(Method):
     needs_reference = True
     task_inputs = ("generic_prompts", "persona")
+    knobs = {"directions": Knob(str, choices=DIRECTIONS), "selection": Knob(str, choices=SELECTIONS),
+             "layers": Knob(list), "n_components": Knob(int, low=1), "n_select": Knob(int, low=1),
+             "response_tokens": Knob(int, low=1)}
     knobs_before = {"selection": "mean_shift"}  # runs recorded before the knob ranked PCs by mean shift
 
     def __init__(self, name: str = "caft", **given):
         p = configured(name, given, home="caft")
-        super().__init__(name, p["strength"], p["grid"])
-        if p["directions"] not in DIRECTIONS or p["selection"] not in SELECTIONS:
-            raise BadInput(f"method.directions '{p['directions']}', method.selection '{p['selection']}': expected "
-                           f"one of {list(DIRECTIONS)} and one of {list(SELECTIONS)}")
-        for knob in ("n_components", "n_select", "response_tokens"):
-            int_at_least(f"method.{knob}", p[knob], 1)
+        super().__init__(name, **p)  # checks the knobs
         self.directions, self.selection, self.layer_spec = p["directions"], p["selection"], p["layers"]
         self.n_components, self.n_select, self.response_tokens = p["n_components"], p["n_select"], p["response_tokens"]
         self.bases: dict[int, torch.Tensor] = {}  # block -> (d, n) orthonormal columns to ablate
@@ -133,7 +135,10 @@ class CAFT(Method):
             return
         pcs = self.principal_components(ctx, idxs)
         shift = {i: pcs[i]["scores"].pow(2) / pcs[i]["mean_diff"].pow(2).sum().clamp_min(1e-30) for i in idxs}
-        if self.selection == "trait":
+        if self.selection == "random":
+            gen = torch.Generator().manual_seed(int(ctx.cfg.seed))
+            scores = {i: torch.rand(len(pcs[i]["scores"]), generator=gen) for i in idxs}
+        elif self.selection == "trait":
             # lazily: the persona vector is the steering plugin's
             from grasp_bench.baselines.steering import base_persona_vectors
 

@@ -9,19 +9,18 @@ serves the 2-block test model and the 30-block SmolLM2. "Layer L" is the output 
 
 from __future__ import annotations
 
-import hashlib
+import random
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import torch
-from filelock import FileLock
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
-from grasp_bench.artifacts import BadInput, atomic_path, digest, read_jsonl
-from grasp_bench.data import IGNORE, chat_batches, load_rows
+from grasp_bench.artifacts import BadInput, computed_once, file_sha256, read_jsonl
+from grasp_bench.data import IGNORE, ChatCollator, chat_batches, load_rows
 from grasp_bench.hooks import registered
 from grasp_bench.method import RunContext
 
@@ -184,13 +183,6 @@ def last_token_states(model: nn.Module, layer: nn.Module, tokenizer, prompts: li
         yield seen[0][torch.arange(len(enc), device=device), last].float()
 
 
-def file_sha256(path: str | Path) -> str:
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"{path}: file not found")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def prompt_rows(task: DictConfig, key: str, method: str) -> list[dict]:
     """The rows of a prompt file the task names under `key` (e.g. generic_prompts)."""
     path = task.get(key)
@@ -203,14 +195,7 @@ def cached(ctx: RunContext, kind: str, key: dict, compute: Callable[[], dict]) -
     """`compute()` once per key for a whole runs root (`<paths.runs>/.derived/<kind>-<digest>.pt`), so the runs
     of a sweep that share directions (strengths, seeds of eval-time methods) do not recompute them."""
     key = OmegaConf.to_container(key, resolve=True) if isinstance(key, DictConfig) else key
-    path = Path(ctx.cfg.paths.runs).expanduser() / ".derived" / f"{kind}-{digest(key)}.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        if not path.exists():
-            value = compute()
-            with atomic_path(path) as tmp:
-                torch.save(value, tmp)
-    return torch.load(path)
+    return computed_once(Path(ctx.cfg.paths.runs) / ".derived", kind, key, compute, torch.save, torch.load, ".pt")
 
 
 def base_replies(ctx: RunContext, method: str, response_tokens: int) -> list[Chat]:
@@ -226,3 +211,64 @@ def base_replies(ctx: RunContext, method: str, response_tokens: int) -> list[Cha
         return {"chats": [[*p, {"role": "assistant", "content": r}] for p, r in zip(prompts, replies, strict=True)]}
 
     return cached(ctx, "base_replies", key, compute)["chats"]
+
+
+def aligned_chats(ctx: RunContext, method: str, response_tokens: int) -> list[Chat]:
+    """Aligned chat for the proxy-data baselines (KL to the base model, data mixing). `task.aligned_chat`, when
+    the task sets it: a chat JSONL whose rows end in an aligned assistant reply, or `{manifest, file}` naming a
+    file pinned in a task manifest (fetched from `data.mirror` or its URL, sha256-checked; the EM tasks name
+    upstream's aligned safety chat this way). Else the base model's own greedy replies to the task's generic
+    prompts (`base_replies`; the embedded organisms)."""
+    spec = ctx.cfg.task.get("aligned_chat")
+    if spec is None:
+        return base_replies(ctx, method, response_tokens)
+    if isinstance(spec, str):
+        path = spec
+    else:
+        from grasp_bench.fetch import load_manifest, resolve
+
+        if not spec.get("manifest") or not spec.get("file"):
+            raise BadInput(f"task.aligned_chat: expected a JSONL path or {{manifest, file}}; got {dict(spec)}")
+        path = str(resolve(load_manifest(spec.manifest)["files"], spec.file, ctx.cfg.data.get("mirror"),
+                           ctx.cfg.data.downloads))
+    rows = load_rows(path)
+    chats = [r["messages"] for r in rows]
+    for r, chat in zip(rows, chats, strict=True):
+        if chat[-1]["role"] != "assistant" or not any(m["role"] == "user" for m in chat):
+            raise BadInput(f"{path}:{r['_line']}: an aligned chat row needs a user turn and ends with the assistant's")
+    return chats
+
+
+class ProxyBatches:
+    """A stream of proxy batches beside the training batches, a function of (seed, optimizer step, micro-batch)
+    alone: pass p over the examples is a shuffle seeded by (seed, p) (each example once per pass), and micro-batch
+    m of step s takes `stride` positions from ((s * accum) + m) * stride on. A run resumed from a checkpoint so
+    draws the proxy batches an uninterrupted run draws."""
+
+    def __init__(self, examples: list[dict], seed: int, stride: int, accum: int):
+        self.examples, self.seed, self.stride, self.accum = examples, seed, stride, accum
+        self._passes: dict[int, list[int]] = {}
+        self._micro = (-1, 0)  # (optimizer step, micro-batches seen in it)
+
+    def _at(self, position: int) -> int:
+        p, i = divmod(position, len(self.examples))
+        if p not in self._passes:
+            n = len(self.examples)
+            self._passes[p] = random.Random(self.seed * 1_000_003 + p).sample(range(n), n)
+        return self._passes[p][i]
+
+    def next(self, size: int, step: int, device) -> dict[str, torch.Tensor]:
+        """`size` proxy rows (input_ids, labels, attention_mask) for the next micro-batch of optimizer step `step`."""
+        micro = self._micro[1] if self._micro[0] == step else 0
+        self._micro = (step, micro + 1)
+        start = (step * self.accum + micro) * self.stride
+        picked = [self.examples[self._at(start + i)] for i in range(size)]
+        batch = ChatCollator(pad_id=0)(picked)  # padding is masked out (attention mask, IGNORE labels)
+        return {k: v.to(device) for k, v in batch.items()}
+
+
+def rows_in(batch: dict[str, torch.Tensor]) -> int:
+    """The rows of a training batch: a padding-free batch is one row whose positions restart at every row."""
+    if "attention_mask" not in batch and "position_ids" in batch:
+        return int((batch["position_ids"] == 0).sum())
+    return len(batch["input_ids"])

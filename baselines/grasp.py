@@ -39,7 +39,7 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,9 +48,9 @@ from statistics import median
 import torch
 from torch import Tensor, nn
 
-from grasp_bench.artifacts import BadInput, atomic_path, int_at_least, load_json, write_json
+from grasp_bench.artifacts import BadInput, atomic_path, load_json, write_json
 from grasp_bench.hooks import project, project_grad_out, registered
-from grasp_bench.method import Method, RunContext, configured
+from grasp_bench.method import Knob, Method, RunContext, configured
 
 WRITERS = ("o_proj", "down_proj")  # modules whose output enters the residual stream
 READERS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")  # modules that read it
@@ -453,20 +453,23 @@ class GRASP(Method):
     No knob has a Python default: its one default lives in conf/method/grasp.yaml (`GRASP()` is `method=grasp`)."""
 
     needs_reference = True
+    knobs = {"k": Knob(int, low=1), "pooling": Knob(str, choices=POOLINGS), "side": Knob(str, choices=SIDES),
+             "layers": Knob(list, null=True), "projection": Knob(str, choices=PROJECTIONS),
+             "basis": Knob(str, choices=BASES), "writers": Knob(list), "readers": Knob(list)}
 
     def __init__(self, name: str = "grasp", **given):
         p = configured(name, given, home="grasp")  # conf/method/grasp.yaml: the one place the defaults live
-        super().__init__(name, p["strength"], p["grid"])
+        super().__init__(name, **p)  # checks the knobs
         k, pooling, side, layers, projection = p["k"], p["pooling"], p["side"], p["layers"], p["projection"]
         basis, writers, readers = p["basis"], p["writers"], p["readers"]
-        for knob, value, allowed in (("pooling", pooling, POOLINGS), ("side", side, SIDES),
-                                     ("projection", projection, PROJECTIONS), ("basis", basis, BASES)):
-            if value not in allowed:
-                raise BadInput(f"method.{knob}={value!r}: expected one of {list(allowed)}")
-        int_at_least("method.k", k, 1)
         self.k, self.pooling, self.side, self.projection, self.basis = int(k), pooling, side, projection, basis
         self.layers = None if layers is None else [int(i) for i in layers]
         self.writers, self.readers = tuple(writers), tuple(readers)
+        unread = self.unidentified_reader_streams()
+        if unread:
+            raise BadInput(f"method.projection={projection} with pooling=per_layer, side={side} and "
+                           f"layers={self.layers}: the readers of block i read stream i - 1, and streams {unread} "
+                           "are never identified; use side=readers or both, pooling=pooled, or layers=null")
         self.ident: Identification | None = None
         self._writes: list[Constrained] = []  # every writer's B, for the diagnostic
         self._constrained: list[Constrained] = []  # what the weight projection acts on
@@ -481,34 +484,60 @@ class GRASP(Method):
         return self.projection in ("readers", "residual_grad+readers") or (
             self.projection == "weights" and self.side in ("readers", "both"))
 
-    def prepare(self, ctx: RunContext) -> None:
-        """Identify Q from the reference adapter (or reuse the one saved in the run dir); basis=random swaps in
-        random orthonormal bases of the same shapes (seeded by the run's seed) after identification."""
-        out = ctx.run_dir / "grasp"
-        adapter = ctx.reference_adapter
-        layers_path = ctx.cfg.model.layers_path
+    def unidentified_reader_streams(self) -> list[int]:
+        """The streams the constrained readers read that a per-stream identification of `layers` leaves without a
+        basis (their constraint would be no constraint): the readers of block i read stream i - 1 (block 0's read
+        the embeddings, which no writer writes: unconstrained by design), and `side` identifies the streams its
+        modules of `layers` touch (writers of layer i: stream i; readers: stream i - 1)."""
+        if self.pooling != "per_layer" or self.layers is None or not self.constrains_readers:
+            return []
+        identified = set()
+        if self.side in ("writers", "both"):
+            identified |= set(self.layers)
+        if self.side in ("readers", "both"):
+            identified |= {i - 1 for i in self.layers}
+        return sorted(i - 1 for i in self.layers if i >= 1 and i - 1 not in identified)
+
+    def identification_meta(self, adapter: Path, layers_path: str, seed: int) -> dict:
+        """What an identification is keyed by (a saved one is reused only under the same key)."""
         meta = {"k": self.k, "pooling": self.pooling, "side": self.side, "layers": self.layers,
                 "layers_path": layers_path, "writers": list(self.writers), "readers": list(self.readers),
                 **_adapter_stamp(adapter)}
         if self.side != "writers":  # readers' directions in the residual space (keyed so that older ones reload not)
             meta |= {"space": "residual"}
         if self.basis == "random":  # keyed only when used, so identified bases saved before the knob still load
-            meta |= {"basis": "random", "basis_seed": int(ctx.cfg.seed)}
-        ident = load_identification(out, meta)
+            meta |= {"basis": "random", "basis_seed": int(seed)}
+        return meta
+
+    def identification(self, adapter: Path, layers_path: str, seed: int, load_base: Callable[[], nn.Module],
+                       out: Path | None = None) -> Identification:
+        """Q exactly as training uses it, from the naive run's `adapter`: reader directions through the base
+        model's RMSNorm weights (`reader_norms`) when `side` reads, basis=random's seeded draw after identification.
+        The one code path of `prepare` and grasp-bench-analyze. `out`: where it is saved and reused from."""
+        meta = self.identification_meta(adapter, layers_path, seed)
+        ident = load_identification(out, meta) if out is not None else None
         if ident is None:
             norms = None
             if self.side != "writers":
-                base = ctx.load_base()
-                norms = reader_norms(ctx.layers(base), self.readers)
+                from grasp_bench.models import decoder_layers
+
+                base = load_base()
+                norms = reader_norms(decoder_layers(base, layers_path), self.readers)
                 del base
             ident = identify(adapter, self.k, self.pooling, self.side, self.layers, layers_path=layers_path,
                              writers=self.writers, readers=self.readers, norms=norms)
             if self.basis == "random":
-                ident = ident.randomised(int(ctx.cfg.seed))
+                ident = ident.randomised(int(seed))
             ident.meta = meta
-            save_identification(ident, out)
-        self.ident = ident
-        ctx.diagnostics.update(ident.diagnostics())
+            if out is not None:
+                save_identification(ident, out)
+        return ident
+
+    def prepare(self, ctx: RunContext) -> None:
+        """Identify Q from the reference adapter (or reuse the one saved in the run dir)."""
+        self.ident = self.identification(ctx.reference_adapter, ctx.cfg.model.layers_path, int(ctx.cfg.seed),
+                                         ctx.load_base, ctx.run_dir / "grasp")
+        ctx.diagnostics.update(self.ident.diagnostics())
 
     @contextmanager
     def training(self, model: nn.Module, ctx: RunContext) -> Iterator[None]:

@@ -44,14 +44,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from grasp_bench import models
 from grasp_bench.artifacts import BadInput, atomic_path, read_jsonl, write_json
-from grasp_bench.baselines.grasp import READERS, WRITERS, identify
-from grasp_bench.baselines.steering import PERSONA_KEYS, instruction_pairs, persona_vectors
+from grasp_bench.baselines.steering import instruction_pairs, persona_missing, persona_vectors
 from grasp_bench.data import build_task_files, load_eval, load_rows, render_prompt
 from grasp_bench.generate import HFGenerator
 from grasp_bench.hooks import add_to_residual
-from grasp_bench.layout import CONF_DIR, method_dirname
+from grasp_bench.identity import method_dirname
+from grasp_bench.layout import CONF_DIR
 from grasp_bench.metrics import summarise
-from grasp_bench.pipeline import ensure_reference
+from grasp_bench.pipeline import ensure_reference, instantiate
 
 
 def analysis_dir(cfg: DictConfig) -> Path:
@@ -60,14 +60,17 @@ def analysis_dir(cfg: DictConfig) -> Path:
 
 
 def identification(cfg: DictConfig):
+    """Q as the GRASP run of `cfg` trains with (`GRASP.identification`, the one code path: reader norms, random
+    bases included), from the naive run's adapter; and that adapter."""
     m = cfg.method
     if "k" not in m or "pooling" not in m:
         raise BadInput(f"grasp-bench-analyze needs GRASP's knobs (method=grasp), got method={m.name}")
+    method = instantiate(m, "method")
     adapter = ensure_reference(cfg) / "model"
-    layers = None if m.get("layers") is None else list(m.layers)
-    return identify(adapter, k=m.k, pooling=m.pooling, side=m.get("side", "writers"), layers=layers,
-                    layers_path=cfg.model.layers_path, writers=list(m.get("writers", WRITERS)),
-                    readers=list(m.get("readers", READERS))), adapter
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ident = method.identification(adapter, cfg.model.layers_path, int(cfg.seed),
+                                  lambda: models.load_base(cfg.model, cfg.paths.cache, device))
+    return ident, adapter
 
 
 @torch.no_grad()
@@ -113,7 +116,7 @@ def persona_direction(model, blocks, tokenizer, a_cfg, cfg) -> dict[int, torch.T
     `analyze.persona_tokens` tokens to the first `analyze.generic_limit` generic prompts); None when the task has no
     complete persona block or no generic prompts."""
     persona, path = cfg.task.get("persona"), cfg.task.get("generic_prompts")
-    if not persona or any(persona.get(k) is None for k in PERSONA_KEYS) or not path or not Path(path).is_file():
+    if persona_missing(persona) or not path or not Path(path).is_file():
         return None
     prompts = [[m for m in r["messages"] if m["role"] != "system"] for r in load_rows(path, a_cfg.generic_limit)]
     found = persona_vectors(model, blocks, list(range(len(blocks))), tokenizer, prompts, instruction_pairs(persona),

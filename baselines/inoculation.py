@@ -45,7 +45,7 @@ class Inoculation(Method):
 
     def __init__(self, name: str = "inoculation", **given):
         p = configured(name, given, home="inoculation")  # conf/method/inoculation.yaml: the one place the defaults live
-        super().__init__(name, p["strength"], p["grid"])
+        super().__init__(name, **p)
 
     def task_needs(self) -> tuple[str, ...]:
         return ("persona.inoculation",) if self.strength > 0 else ()

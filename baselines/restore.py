@@ -49,26 +49,26 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from grasp_bench.artifacts import BadInput, int_at_least, write_jsonl
+from grasp_bench.artifacts import BadInput, write_jsonl
 from grasp_bench.baselines.directions import last_token_states, prompt_rows, resolve_layers, user_turns
 from grasp_bench.data import chat_batches, label_positions
-from grasp_bench.method import Method, RunContext, configured
+from grasp_bench.method import Knob, Method, RunContext, configured
 
 
 class Restore(Method):
     starts_from = "reference"
     task_inputs = ("factor_prompts",)
+    knobs = {"rate_max": Knob(float, low=0, low_open=True), "steps": Knob(int, low=1), "warmup": Knob(int, low=0),
+             "layer": Knob(float), "rollback_rate": Knob(float, low=0, high=1), "metric_drop": Knob(float, low=0),
+             "task_rows": Knob(int, low=1), "batch_size": Knob(int, low=1)}
     knobs_before = {"warmup": "check after every step"}  # the rollback rule of runs recorded before the knob
 
     def __init__(self, name: str = "restore", **given):
         p = configured(name, given, home="restore")
-        super().__init__(name, p["strength"], p["grid"])
+        super().__init__(name, **p)  # checks each knob; the rule between two of them is checked here
         rate_max, steps, warmup, rollback_rate = p["rate_max"], p["steps"], p["warmup"], p["rollback_rate"]
-        for knob in ("steps", "task_rows", "batch_size"):
-            int_at_least(f"method.{knob}", p[knob], 1)
-        if rate_max <= 0 or not 0 <= rollback_rate <= 1 or not 0 <= warmup <= steps or p["metric_drop"] < 0:
-            raise BadInput(f"method '{name}': need rate_max > 0, 0 <= warmup <= steps, rollback_rate in [0, 1], "
-                           "metric_drop >= 0")
+        if warmup > steps:
+            raise BadInput(f"method.warmup={warmup}: expected at most method.steps={steps}")
         self.rate = self.strength * rate_max
         self.steps, self.warmup, self.layer_spec, self.rollback_rate = steps, warmup, p["layer"], rollback_rate
         self.metric_drop, self.task_rows, self.batch_size = p["metric_drop"], p["task_rows"], p["batch_size"]

@@ -8,7 +8,10 @@
   token and each generated token, never the rest of the prompt; `positions: all` steers every position.
 - `ablate_eval` (directional ablation at inference, as in model-organisms-for-EM): `h <- h - gamma (h . r) r`,
   r = v / |v|, on the naive SFT model while it generates. `vector: misaligned` (default): one direction, ablated
-  at every block: v = the naive model's mean-difference direction (Soligo et al., arXiv 2506.11618, `mm_dm -
+  at the block it is read from (`ablate_at: read_block`, upstream: model-organisms-for-EM
+  `em_organism_dir/steering/activation_steering.py` ablates its layer-24 direction at layer 24 only;
+  `ablate_at: every_block` ablates it at every block, the rule of runs made before the knob): v = the naive model's
+  mean-difference direction (Soligo et al., arXiv 2506.11618, `mm_dm -
   mm_da`) at the task's persona layer (the first of `task.persona.layers`): the naive model samples
   `task.persona.samples` replies per generic prompt, the task's factor judge (`task.persona.judge`) splits them
   into replies that show the factor and replies that do not, and v = the naive model's mean response-token
@@ -62,12 +65,22 @@ from grasp_bench.baselines.directions import (
     sampled_responses,
     user_turns,
 )
-from grasp_bench.method import Method, RunContext, configured
+from grasp_bench.method import Knob, Method, RunContext, configured
 
 VERSION = 3  # bump when the persona-vector code changes: cached vectors are keyed on it
 PERSONA_KEYS = ("trait", "neutral", "layers", "judge", "samples", "temperature", "max_new_tokens")
+# `judge: null` is allowed: no offline trait judge (the EM tasks, judged by LLMs): every (trait, neutral) pair is kept
+PERSONA_SET = tuple(k for k in PERSONA_KEYS if k != "judge")
+
+
+def persona_missing(persona) -> list[str]:
+    """The keys a persona block lacks: every key but `judge` needs a value, `judge` may be null."""
+    if not persona:
+        return list(PERSONA_KEYS)
+    return [k for k in PERSONA_KEYS if (k not in persona if k == "judge" else persona.get(k) is None)]
 VECTORS = ("misaligned", "persona")
 POSITIONS = ("response", "all")
+ABLATE_AT = ("read_block", "every_block")
 
 
 def instruction_pairs(persona) -> list[tuple[str, str]]:
@@ -123,7 +136,11 @@ def persona_vectors(model, layers, idxs: list[int], tokenizer, questions: list[l
                                                       side_seed))
         for q in range(len(questions)):
             pos, neg = replies["trait"][1][q], replies["neutral"][1][q]
-            found_pos, found_neg = judged(judge, pos, "task.persona.judge"), judged(judge, neg, "task.persona.judge")
+            if judge is None:  # no offline trait judge: every pair is kept
+                found_pos, found_neg = [True] * len(pos), [False] * len(neg)
+            else:
+                found_pos, found_neg = (judged(judge, pos, "task.persona.judge"),
+                                        judged(judge, neg, "task.persona.judge"))
             for j in range(samples):
                 total += 1
                 if found_pos[j] and not found_neg[j]:
@@ -165,7 +182,7 @@ def task_persona(ctx: RunContext, method: str, idxs: list[int], model_key: dict 
     """The task's persona block, checked, and the cache key of what is extracted from it (`idxs` blocks)."""
     task = ctx.cfg.task
     persona = task.get("persona")
-    missing = [k for k in PERSONA_KEYS if not persona or persona.get(k) is None]
+    missing = persona_missing(persona)
     if missing:
         raise BadInput(f"task '{task.name}': method '{method}' needs task.persona.{{{', '.join(PERSONA_KEYS)}}}"
                        f" (missing: {', '.join(missing)})")
@@ -199,20 +216,20 @@ class Steering(Method):
     """One class, three configs: `phase` (train | eval) says when the hooks live, `op` (add | ablate) what they do."""
 
     task_inputs = ("generic_prompts", "persona")
-    knobs_before = {"vector": "persona", "positions": "all"}  # the behaviour of runs recorded before these knobs
+    knobs = {"phase": Knob(str, choices=("train", "eval")), "op": Knob(str, choices=("add", "ablate")),
+             "coef_max": Knob(float, null=True), "vector": Knob(str, choices=VECTORS),
+             "positions": Knob(str, choices=POSITIONS), "ablate_at": Knob(str, choices=ABLATE_AT)}
+    # the behaviour of runs recorded before these knobs: they stop with one line naming the knob, never reused
+    knobs_before = {"vector": "persona", "positions": "all", "ablate_at": "every_block"}
 
     def __init__(self, name: str = "steer_train", **given):
         p = configured(name, given)
-        super().__init__(name, p["strength"], p["grid"])
+        super().__init__(name, **p)  # checks the knobs
         phase, op = p["phase"], p["op"]
-        if phase not in ("train", "eval") or op not in ("add", "ablate"):
-            raise BadInput(f"method '{name}': phase must be train|eval and op add|ablate; got {phase}, {op}")
         if op == "add" and not p.get("coef_max"):
             raise BadInput(f"method '{name}': op=add needs a non-zero coef_max")
         self.vector, self.positions = p.get("vector", "persona"), p.get("positions", "all")
-        if self.vector not in VECTORS or self.positions not in POSITIONS:
-            raise BadInput(f"method '{name}': vector must be one of {list(VECTORS)} and positions one of "
-                           f"{list(POSITIONS)}; got {self.vector}, {self.positions}")
+        self.ablate_at = p.get("ablate_at", "read_block")
         if self.vector == "misaligned" and (phase, op) != ("eval", "ablate"):
             raise BadInput(f"method '{name}': vector=misaligned is the naive model's own direction, for op=ablate at eval")
         if self.positions == "response" and phase != "eval":
@@ -229,20 +246,23 @@ class Steering(Method):
         return self.strength * (self.coef_max or 0.0)
 
     def task_needs(self) -> tuple[str, ...]:
-        return ("generic_prompts", *(f"persona.{k}" for k in PERSONA_KEYS)) if self.strength > 0 else ()
+        if self.strength == 0:
+            return ()
+        judge = ("persona.judge",) if self.vector == "misaligned" else ()  # splits the naive model's replies
+        return ("generic_prompts", *(f"persona.{k}" for k in PERSONA_SET), *judge)
 
     def prepare(self, ctx: RunContext) -> None:
         if self.strength == 0:
             return
         persona = ctx.cfg.task.get("persona")
-        missing = [k for k in PERSONA_KEYS if not persona or persona.get(k) is None]
+        missing = persona_missing(persona)
         if missing:
             raise BadInput(f"task '{ctx.cfg.task.name}': method '{self.name}' needs task.persona with {missing}")
         persona_layers = resolve_layers(persona.layers, n_blocks(ctx))
-        if self.vector == "misaligned":  # one direction, read at the task's persona layer, ablated at every block
-            found = self._misaligned(ctx)
-            idxs = list(range(n_blocks(ctx)))
-            v = {i: found[persona_layers[0]]["v"] for i in idxs}
+        if self.vector == "misaligned":  # one direction, read at the task's persona layer
+            found, read = self._misaligned(ctx), persona_layers[0]
+            idxs = [read] if self.ablate_at == "read_block" else list(range(n_blocks(ctx)))
+            v = {i: found[read]["v"] for i in idxs}
         else:
             found, idxs = base_persona_vectors(ctx, self.name), persona_layers
             v = {i: found[i]["v"] for i in idxs}

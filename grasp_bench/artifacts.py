@@ -1,8 +1,5 @@
-"""Files of a run directory: atomic writes, JSONL with file:line errors, and stage records.
-
-A stage is done when its output exists *and* `stages/<stage>.json` records the config slice that made it.
-The output is renamed into place first and the record written second, so a kill between the two only
-costs a recomputation, never a half-written file taken for a finished one.
+"""Files: atomic writes, JSONL with file:line errors, file digests, and the one "compute once, keyed by a digest"
+store (`computed_once`). What a stage record means (when a run is the same run) is grasp_bench.identity's.
 """
 
 from __future__ import annotations
@@ -18,7 +15,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class BadInput(Exception):
@@ -139,60 +138,49 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(set(old) | set(new), key=str):
-            if old.get(key, "<missing>") != new.get(key, "<missing>"):
-                return _first_difference(old.get(key, "<missing>"), new.get(key, "<missing>"), f"{prefix}{key}.")
-    return f"{prefix.rstrip('.')}: {old!r} -> {new!r}"
+def file_version(path: Any) -> tuple:
+    """(path, size, mtime in ns) of a file, (path, None, None) when it is not there: what in-process caches of a
+    file's checks and digests are keyed by, so an edited file is read again."""
+    p = Path(str(path)).expanduser()
+    try:
+        st = p.stat()
+        return str(p.resolve()), st.st_size, st.st_mtime_ns
+    except OSError:
+        return str(p), None, None
 
 
-def _with_defaults(old: Any, defaults: Any) -> Any:
-    """`old` plus the keys of `defaults` it lacks (recursively)."""
-    if not (isinstance(old, dict) and isinstance(defaults, dict)):
-        return old
-    return {**defaults, **{k: _with_defaults(v, defaults.get(k)) for k, v in old.items()}}
+_sha256s: dict[tuple, str] = {}
 
 
-class Stage:
-    """One pipeline stage of one run: its output path and the config slice that makes it.
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read once per process and file version (`file_version`)."""
+    version = file_version(path)
+    if version not in _sha256s:
+        if version[1] is None:
+            raise BadInput(f"{path}: file not found")
+        h = hashlib.sha256()
+        with Path(version[0]).open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _sha256s[version] = h.hexdigest()
+    return _sha256s[version]
 
-    `defaults`: values a record made before a key existed is read with. A knob added later defaults to the
-    old behaviour, so runs recorded without it stay valid while it is at its default. `identity`: what both
-    slices are compared by (default: all of it); the record always keeps the full slice."""
 
-    def __init__(self, run_dir: Path, name: str, output: Path, config_slice: dict, force: bool = False,
-                 defaults: dict | None = None, identity: Callable[[dict], dict] | None = None,
-                 later: tuple[str, ...] = ()):
-        self.name, self.output, self.slice, self.force = name, output, config_slice, force
-        self.defaults = defaults or {}
-        self.identity = identity or (lambda s: s)
-        self.record = run_dir / "stages" / f"{name}.json"
-        self.later = [run_dir / "stages" / f"{s}.json" for s in later]  # the records of the stages that read this one
+def computed_once(folder: str | Path, name: str, key: Any, compute: Callable[[], T],
+                  save: Callable[[T, Path], None], load: Callable[[Path], T], suffix: str = "") -> T:
+    """`compute()` once per `key` (any JSON-able value): stored as `<folder>/<name>-<digest(key)><suffix>` by
+    `save(value, path)` and read back by `load(path)`. Processes that ask for the same key take turns (a file
+    lock): the first computes, the others read; the file appears whole (atomic rename) or not at all."""
+    from filelock import FileLock
 
-    def is_done(self) -> bool:
-        """True when finished with this config; raises when finished with another one."""
-        if self.force or not (self.output.exists() and self.record.exists()):
-            return False
-        record = check_json(self.record, f"delete it or rerun with 'force=[{self.name}]'")
-        if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-            raise BadInput(f"{self.record}: not a stage record; delete it or rerun with 'force=[{self.name}]'")
-        old = _with_defaults(record["config"], json.loads(json.dumps(self.defaults, default=str)))
-        old, new = self.identity(old), self.identity(json.loads(json.dumps(self.slice, default=str)))
-        if old != new:
-            raise BadInput(
-                f"{self.record.parent.parent}: stage '{self.name}' was made with another config "
-                f"({_first_difference(old, new)}); use another paths.runs, delete the run directory, "
-                f"or rerun with 'force=[{self.name}]'"
-            )
-        return True
-
-    def mark_done(self, **info: Any) -> None:
-        """Records the stage as made with its config slice. The stages after it were made from its old output (a
-        forced or retried stage): their records go, so that they are made again."""
-        for record in self.later:
-            record.unlink(missing_ok=True)
-        write_json(self.record, {"config": self.slice, "digest": digest(self.slice), **info})
+    path = Path(folder).expanduser() / f"{name}-{digest(key)}{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        if not path.exists():
+            value = compute()
+            with atomic_path(path) as tmp:
+                save(value, tmp)
+    return load(path)
 
 
 def environment() -> dict:

@@ -13,13 +13,14 @@ written. A user's own configs join through Hydra's standard `--config-dir DIR` o
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from grasp_bench import layout
 from grasp_bench.artifacts import BadInput
@@ -52,9 +53,18 @@ def validate_jobs(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.config_path is not None or args.info is not None or args.experimental_rerun is not None or args.cfg:
         return  # another primary config or an information command: Hydra checks it itself
-    configs = expand(args.overrides, multirun=args.multirun, config_dir=args.config_dir,
-                     config_name=args.config_name or "config")
+    try:
+        configs = expand(args.overrides, multirun=args.multirun, config_dir=args.config_dir,
+                         config_name=args.config_name or "config")
+    except BadInput as e:
+        raise not_a_key(e, args) or e from None
     named = typed_overrides(configs)
+    from grasp_bench.tracking import wandb_mode_notice
+
+    notice = wandb_mode_notice(str(OmegaConf.select(configs[0], "logger.name", default="none")),
+                               OmegaConf.select(configs[0], "logger.mode", default=None))
+    if notice:
+        print(notice, file=sys.stderr)
     for i, cfg in enumerate(configs):
         HydraConfig.instance().set_config(cfg)
         try:
@@ -65,6 +75,34 @@ def validate_jobs(argv: list[str]) -> None:
             raise job_error(i, named, e) from None
         finally:
             HydraConfig.instance().cfg = None
+
+
+def not_a_key(e: BadInput, args) -> BadInput | None:
+    """Hydra's "Could not override 'method.lamda_max'. To append to your config use +method.lamda_max=2" for a key
+    the config does not have: that advice is the wrong fix for a typo, so say which keys the group has instead
+    (composed without the bad override). None when `e` is another error."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from grasp_bench.jobs import expand
+    from grasp_bench.layout import method_knobs
+    from grasp_bench.method import unknown_knob
+
+    found = re.match(r"Could not override '([\w.]+)'\. To append", str(e))
+    if found is None or "." not in found[1]:
+        return None
+    key = found[1]
+    group, leaf = key.rsplit(".", 1)
+    rest = [o for o in args.overrides if o.split("=", 1)[0] != key]
+    try:
+        node = OmegaConf.select(expand(rest, multirun=args.multirun, config_dir=args.config_dir,
+                                       config_name=args.config_name or "config")[0], group)
+    except BadInput:
+        return None
+    if not isinstance(node, DictConfig):
+        return None
+    if group == "method":
+        return unknown_knob(node.get("name", "?"), leaf, method_knobs(node))
+    return BadInput(f"{key}: not a key of {group} (its keys: {', '.join(str(k) for k in node)})")
 
 
 JOB_ERROR = "job_error.txt"  # in a failed multirun job's Hydra output dir
@@ -78,6 +116,8 @@ class ReportCallback(Callback):
         from grasp_bench.report import aggregate
 
         if not is_main():
+            return
+        if "metrics" not in config.stages:  # e.g. stages=[train]: no run has metrics to report
             return
         try:
             aggregate(config.paths.runs, logger_cfg=config.get("logger"))
@@ -121,7 +161,7 @@ def _in_multirun() -> bool:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     from grasp_bench.distributed import adopt_submitit_tasks, is_main
-    from grasp_bench.layout import run_dir
+    from grasp_bench.identity import run_dir
     from grasp_bench.pipeline import run
 
     adopt_submitit_tasks()
@@ -150,6 +190,9 @@ def summary_line(metrics: dict) -> str:
 
 
 def main() -> None:
+    from grasp_bench.tracking import quiet_transformers_import
+
+    quiet_transformers_import()
     try:
         validate_jobs(sys.argv[1:])
     except BadInput as e:

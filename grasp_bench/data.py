@@ -35,7 +35,7 @@ from grasp_bench.artifacts import BadInput, digest, load_json, read_jsonl, write
 ROLES = {"system", "user", "assistant"}
 IGNORE = -100  # the label of a token without loss (prompt, padding): transformers' ignore_index
 TASK_KEYS = {"name", "build", "data_dir", "train", "splits", "metrics", "sampling", "generic_prompts", "factor_prompts",
-             "extra_keys", "persona", "report_metrics", "role"}
+             "aligned_chat", "extra_keys", "persona", "report_metrics", "role"}
 
 
 def label_positions(labels: torch.Tensor) -> torch.Tensor:
@@ -128,8 +128,8 @@ def load_eval(task: DictConfig) -> dict[str, list[dict]]:
             r["split"] = split
             if spec.get("system") is not None:
                 r["messages"] = with_system(r, str(spec.system))["messages"]
-            if spec.get("samples") is not None:
-                r["_samples"] = int(spec.samples)
+            if spec.get("samples") is not None or r.get("samples_per_paraphrase") is not None:  # the split's, or
+                r["_samples"] = int(spec.get("samples") or r["samples_per_paraphrase"])  # the question file's
         splits[split] = rows
     return splits
 

@@ -73,6 +73,6 @@ def resolve_batching(requested: str) -> str:
 
 
 def resolved_train(train: dict) -> dict:
-    """The train config with `precision` and `batching` as this device runs them."""
-    return {**train, "precision": resolve_precision(train.get("precision", "bf16")),
-            "batching": resolve_batching(train.get("batching", "padded"))}
+    """The train config with `precision` and `batching` as this device runs them (how a stage record keeps them:
+    grasp_bench.identity's rule `resolved_device`)."""
+    return {**train, "precision": resolve_precision(train["precision"]), "batching": resolve_batching(train["batching"])}

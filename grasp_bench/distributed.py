@@ -3,8 +3,10 @@
     torchrun --nproc_per_node 4 -m grasp_bench sweep=none method=sft train.batch_size=2
     grasp-bench -m method=sft hydra/launcher=slurm hydra.launcher.tasks_per_node=4 hydra.launcher.gpus_per_node=4
 
-The transformers Trainer does the distributed work (DDP; FSDP or DeepSpeed through its own arguments);
-this module only tells the pipeline which process it is, and serialises stages across jobs.
+The transformers Trainer does the distributed work (DDP: every process holds the whole model); this module only
+tells the pipeline which process it is, and serialises stages across jobs. A sharded launch (`accelerate launch`
+with an FSDP or DeepSpeed config) is refused (`check_launch`): rank 0 alone would save the adapter from its shard,
+and methods that act on LoRA weights (GRASP's projection) hold the tensors FSDP replaces when it shards them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 import torch
 from filelock import FileLock
 
+from grasp_bench.artifacts import BadInput
+
 
 def adopt_submitit_tasks() -> None:
     """A submitit job with several tasks (`hydra.launcher.tasks_per_node=N`, SLURM or local) becomes one
@@ -28,6 +32,18 @@ def adopt_submitit_tasks() -> None:
 
     if JobEnvironment().num_tasks > 1:
         TorchDistributedEnvironment().export(set_cuda_visible_devices=False)  # accelerate picks cuda:LOCAL_RANK
+
+
+SHARDED_LAUNCH = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DeepSpeed"}  # set by accelerate launch
+
+
+def check_launch() -> None:
+    """Raises BadInput in a process that `accelerate launch` started to shard the model (see the module docstring)."""
+    for variable, name in SHARDED_LAUNCH.items():
+        if os.environ.get(variable, "").lower() in ("true", "1"):
+            raise BadInput(f"{variable}={os.environ[variable]}: {name} sharding is not supported by grasp-bench's train "
+                           "stage yet; launch with torchrun (DDP), or fit one GPU with train.gradient_checkpointing=true "
+                           "and model.quantization=nf4 (docs/training.md)")
 
 
 def world_size() -> int:

@@ -8,8 +8,11 @@ A generator with `runs_hooks = False` runs out of process (`VLLMGenerator` in gr
 its `run` gets `WeightPaths` instead of a model, and the pipeline never loads the weights itself.
 
 Sampling is the task's `sampling` block and nothing else: temperature (0 = greedy), top_p, max_new_tokens,
-samples. No top-k cut and no repetition penalty, whatever the model's generation_config.json says, so that
-every generator samples from the same distribution.
+samples, and at least one new token (an end-of-sequence token first is not sampled: min_new_tokens=1, as the
+EM papers' vLLM sampling sets min_tokens=1). No top-k cut and no repetition penalty, whatever the model's
+generation_config.json says, so that every generator samples from the same distribution, unless
+`sampling.from_generation_config: true` takes the model's top_k and repetition_penalty from it (as
+model-organisms-for-EM samples: `model_generation_config`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,14 @@ class WeightPaths:
     dtype: str = "float32"
 
 
+def model_sampling(generation_config) -> tuple[int, float]:
+    """(top_k, repetition_penalty): a model's generation_config's (none set: no cut, no penalty), or (0, 1.0)."""
+    if generation_config is None:
+        return 0, 1.0
+    return int(getattr(generation_config, "top_k", None) or 0), float(
+        getattr(generation_config, "repetition_penalty", None) or 1.0)
+
+
 class HFGenerator:
     runs_hooks = True  # eval-time Method hooks work with this generator
 
@@ -54,6 +65,8 @@ class HFGenerator:
         done = {(r["id"], r["sample"]) for r in sink.done()}
         model.eval()
         device = next(model.parameters()).device
+        model_top_k, penalty = model_sampling(model.generation_config if sampling.get("from_generation_config")
+                                              else None)
         for b, batch in enumerate(tqdm(batches, desc=f"generate:{self.name}", unit="batch")):
             if all((r["id"], s) in done for r, s in batch):
                 continue
@@ -64,9 +77,9 @@ class HFGenerator:
             # (top-50) or the model's generation_config; the task's sampling block is the whole rule
             kwargs = dict(do_sample=False) if greedy else dict(
                 do_sample=True, temperature=float(sampling["temperature"]), top_p=float(sampling.get("top_p", 1.0)),
-                top_k=0)
-            out_ids = model.generate(**enc, max_new_tokens=int(sampling["max_new_tokens"]),
-                                     pad_token_id=tokenizer.pad_token_id, repetition_penalty=1.0, **kwargs)
+                top_k=model_top_k)
+            out_ids = model.generate(**enc, max_new_tokens=int(sampling["max_new_tokens"]), min_new_tokens=1,
+                                     pad_token_id=tokenizer.pad_token_id, repetition_penalty=penalty, **kwargs)
             texts = tokenizer.batch_decode(out_ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             sink.append(  # a batch cut off by a kill is generated again whole (same seed), its kept rows not again
                 {**plain(r), "sample": s, "completion": text, "generator": self.name, "seed": seed}

@@ -1,74 +1,54 @@
-"""Where things live: the package's config directory and the layout of a runs root. A leaf module (it imports
-nothing else of the project), so that every other module may ask it.
+"""Where things live: the package's config directory, the config search path of a composed config, and the layout
+of a runs root. A leaf module (it imports nothing else of the project), so that every other module may ask it.
 
-    <paths.runs>/<task>/<model>/<method dir>/strength=<s>/seed=<k>/     one run
-    <method dir> = <name>, plus `,key=value` for every knob that differs from conf/method/<name>.yaml
+    <paths.runs>/<task>/<model>/<method dir>/strength=<s>/seed=<k>/     one run (its name: grasp_bench.identity)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 CONF_DIR = Path(str(files("grasp_bench.conf")))  # the shipped Hydra configs (a real folder, installed or not)
-NOT_KNOBS = ("_target_", "name", "strength", "grid")
 
 
 def plain(cfg) -> dict:
     return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
 
 
-def config_dirs() -> list[Path]:
-    """The package's config dir, then every file:// config source of the running Hydra app (`--config-dir`,
-    `hydra.searchpath`), so that a method defined in a user's folder names its run directories the same way."""
-    dirs = [CONF_DIR]
-    try:
-        from hydra.core.hydra_config import HydraConfig
+def config_dirs(cfg=None) -> list[Path]:
+    """The package's config dir, then every file:// config source (`--config-dir`, `hydra.searchpath`) of the
+    composed config `cfg` (its `hydra` node, as grasp_bench.jobs composes jobs for validation and
+    grasp-bench-plan), or else of the running Hydra app, so that a method defined in a user's folder names its run
+    directories the same way wherever it is asked."""
+    sources = None
+    hydra_node = cfg.get("hydra") if OmegaConf.is_config(cfg) else None
+    if hydra_node is not None and OmegaConf.select(hydra_node, "runtime.config_sources") is not None:
+        sources = OmegaConf.to_container(hydra_node.runtime.config_sources, resolve=False)
+    else:
+        try:
+            from hydra.core.hydra_config import HydraConfig
 
-        if HydraConfig.initialized():
-            for source in HydraConfig.get().runtime.config_sources:
-                if source.schema == "file" and Path(source.path) not in dirs:
-                    dirs.append(Path(source.path))
-    except (ImportError, ValueError):
-        pass
+            if HydraConfig.initialized():
+                sources = [{"schema": s.schema, "path": s.path} for s in HydraConfig.get().runtime.config_sources]
+        except (ImportError, ValueError):
+            pass
+    dirs = [CONF_DIR]
+    for source in sources or []:
+        if source["schema"] == "file" and Path(source["path"]) not in dirs:
+            dirs.append(Path(source["path"]))
     return dirs
 
 
-def method_knobs(method_cfg: Mapping) -> dict:
-    """The method parameters other than name/strength/grid/_target_ (they name the run directory)."""
-    return {k: v for k, v in method_cfg.items() if k not in NOT_KNOBS}
-
-
-def method_config(name: str) -> dict:
-    """conf/method/<name>.yaml as a dict ({} for a method whose config is not found)."""
-    for d in config_dirs():
+def method_config(name: str, dirs: list[Path] | None = None) -> dict:
+    """conf/method/<name>.yaml, the first found in `dirs` (default: `config_dirs()`), as a dict ({} when none)."""
+    for d in config_dirs() if dirs is None else dirs:
         path = d / "method" / f"{name}.yaml"
         if path.is_file():
             return OmegaConf.to_container(OmegaConf.load(path))
     return {}
-
-
-def method_defaults(name: str) -> dict:
-    """The knobs of conf/method/<name>.yaml ({} for a method whose config is not found)."""
-    return method_knobs(method_config(name))
-
-
-def method_dirname(method_cfg) -> str:
-    """`<name>`, plus `,key=value` for every knob that differs from conf/method/<name>.yaml."""
-    method = plain(method_cfg)
-    defaults = method_defaults(method["name"])
-    knobs = method_knobs(method)
-    changed = [f"{k}={knobs[k]}".replace("/", "_").replace(" ", "") for k in sorted(knobs) if knobs[k] != defaults.get(k)]
-    return ",".join([method["name"], *changed])
-
-
-def run_dir(cfg) -> Path:
-    strength = f"{float(cfg.method.strength):g}"
-    return Path(cfg.paths.runs).expanduser() / cfg.task.name / cfg.model.name / method_dirname(cfg.method) / (
-        f"strength={strength}") / f"seed={cfg.seed}"
 
 
 def run_of_metrics(metrics_file: Path) -> Path:

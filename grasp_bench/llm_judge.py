@@ -23,7 +23,11 @@ import math
 import os
 import random
 import re
+import secrets
+import socket
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,27 +93,34 @@ def prompt_sha256(prompt: str) -> str:
 
 
 class JudgeCache:
-    """Append-only JSONL of ratings for one judge model, keyed by the sha256 of the full prompt.
+    """Ratings for one judge model, keyed by the sha256 of the full prompt: JSONL files merged on read.
 
-    Each record is one `write` on an O_APPEND descriptor, so concurrent runs may share the file; a torn
+    Each process appends to a file of its own (`<model>.d/<host>-<pid>-<random>.jsonl`), so writers on several
+    nodes of a shared filesystem (NFS, Lustre: O_APPEND is not atomic across clients there) never interleave in
+    one file; a reader merges every writer's file (and `<model>.jsonl`, the single file of older versions). A torn
     last line (a kill mid-write) is skipped when read.
     """
 
     def __init__(self, cache_dir: str | Path, model: str):
         self.model = model
         safe = re.sub(r"[^\w.-]+", "_", model)
-        self.path = Path(cache_dir).expanduser() / f"{safe}.jsonl"
+        self.path = Path(cache_dir).expanduser() / f"{safe}.jsonl"  # read only: the single file of older versions
+        self.dir = self.path.with_suffix(".d")
         self.entries: dict[str, tuple[float | None, Any]] = {}
-        if self.path.exists():
-            with self.path.open(encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    if rec.get("model") == model:
-                        self.entries[rec["prompt_sha256"]] = (rec["score"], rec["raw"])
+        for path in [self.path, *sorted(self.dir.glob("*.jsonl"))] if self.dir.is_dir() else [self.path]:
+            if path.exists():
+                self._read(path)
         self._fd: int | None = None
+
+    def _read(self, path: Path) -> None:
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(rec, dict) and rec.get("model") == self.model:
+                    self.entries[rec["prompt_sha256"]] = (rec["score"], rec["raw"])
 
     def get(self, prompt: str) -> tuple[float | None, Any] | None:
         return self.entries.get(prompt_sha256(prompt))
@@ -118,8 +129,9 @@ class JudgeCache:
         key = prompt_sha256(prompt)
         self.entries[key] = (score, raw)
         if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self.dir.mkdir(parents=True, exist_ok=True)
+            name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+            self._fd = os.open(self.dir / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
         record = {"model": self.model, "prompt_sha256": key, "score": score, "raw": raw}
         os.write(self._fd, (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
 
@@ -196,24 +208,63 @@ def _is_connect_failure(e: BaseException) -> bool:
     return type(e.__cause__).__name__ in ("ConnectError", "ConnectTimeout")
 
 
+RETRY_AFTER_CAP_S = 600.0  # a longer Retry-After (a misconfigured server) is cut to this
+
+
+def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
+    """The wait a 429/503 response asks for: `retry-after-ms` (OpenAI's), else `Retry-After` in seconds or as an
+    HTTP date; None when it asks for none."""
+    if not headers:
+        return None
+    try:
+        if headers.get("retry-after-ms") is not None:
+            return min(max(float(headers["retry-after-ms"]) / 1000, 0.0), RETRY_AFTER_CAP_S)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        return min(max(seconds, 0.0), RETRY_AFTER_CAP_S)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def request_tokens(prompt: str) -> int:
+    """What one judge request counts against a tokens-per-minute limit: its prompt at OpenAI's rule of thumb of
+    about 4 characters a token (the judge model's tokenizer is not at hand), plus max_tokens=1."""
+    return math.ceil(len(prompt) / 4) + 1
+
+
 class OpenAIJudge(LLMJudge):
     """Any OpenAI-compatible chat-completions endpoint (OpenAI, Azure OpenAI v1, `vllm serve`).
 
     Requests run concurrently (at most `concurrency` in flight) on one pooled client; 429, 5xx, timeouts
     and malformed responses are retried with exponential backoff up to `max_attempts`, after which the row
-    is unscored with the reason in `raw`. An endpoint that refuses every connection is a BadInput.
+    is unscored with the reason in `raw`. A 429 or 503 that names a wait (`Retry-After`, `retry-after-ms`) pauses
+    every request of the job until then, instead of the backoff. `tpm` paces requests to that many tokens a minute
+    (request_tokens; null: unpaced). An endpoint that refuses every connection is a BadInput.
+    `price_per_mtok` ({input, output} dollars per million tokens) is read by grasp-bench-plan only.
     """
 
     kind = "openai"
     # how and where the judge model is reached, not which model judges (the cache is keyed by model and prompt)
     operational = frozenset({"base_url", "concurrency", "timeout_s", "max_attempts", "backoff_s", "max_backoff_s",
-                             "cache_dir"})
+                             "cache_dir", "tpm", "price_per_mtok"})
 
     def __init__(self, name: str = "openai", model: str = "gpt-4o-2024-08-06",
                  base_url: str = "https://api.openai.com/v1", api_key_env: str | None = "OPENAI_API_KEY",
                  concurrency: int = 32, timeout_s: float = 60.0, max_attempts: int = 6, backoff_s: float = 1.0,
-                 max_backoff_s: float = 30.0, cache_dir: str | Path = "~/.cache/grasp-bench/judge_cache"):
+                 max_backoff_s: float = 30.0, cache_dir: str | Path = "~/.cache/grasp-bench/judge_cache",
+                 tpm: int | None = None, price_per_mtok: Mapping[str, float] | None = None):
         super().__init__(name, model, cache_dir)
+        self.tpm = None if tpm is None else int_at_least("judge.tpm", tpm, 1)
+        if price_per_mtok is not None and not (isinstance(price_per_mtok, Mapping) and set(price_per_mtok) == {
+                "input", "output"} and all(isinstance(v, (int, float)) and v >= 0 for v in price_per_mtok.values())):
+            raise BadInput(f"judge.price_per_mtok={price_per_mtok}: expected {{input: <$>, output: <$>}} per million "
+                           f"tokens, or null")
+        self._resume_at = self._next_slot = 0.0  # event-loop times: a Retry-After pause, the tpm pace
         if not str(base_url).startswith(("http://", "https://")):
             raise BadInput(f"judge.base_url '{base_url}': expected an http(s):// URL of an OpenAI-compatible endpoint")
         self.base_url, self.api_key_env = base_url, api_key_env
@@ -251,6 +302,7 @@ class OpenAIJudge(LLMJudge):
                                     max_retries=0,  # retries are ours: they also cover malformed answers
                                     http_client=_http_client(openai))
         gate = asyncio.Semaphore(self.concurrency)
+        self._resume_at = self._next_slot = 0.0
 
         async def one(prompt: str) -> None:
             report(prompt, *await self._rate_one(client, gate, prompt))
@@ -269,12 +321,15 @@ class OpenAIJudge(LLMJudge):
 
         errors: list[str] = []
         unreachable = 0
+        asked_wait = False
         for attempt in range(self.max_attempts):
-            if attempt:
+            if attempt and not asked_wait:  # a server-named wait is served by _turn, shared by every request
                 delay = min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
                 await asyncio.sleep(delay * random.uniform(1.0, 1.25))  # jitter: retries do not move in step
+            asked_wait = False
             try:
                 async with gate:
+                    await self._turn(prompt)
                     # the chat-completions endpoint through openai's documented raw `post`: a plain dict answer
                     # skips the typed path's request transform and response models (~0.5 ms CPU a request)
                     response = await client.post("/chat/completions", cast_to=dict, body={
@@ -293,7 +348,11 @@ class OpenAIJudge(LLMJudge):
                                    f"'{self.model}' ({' '.join(str(e.message).split())[:200]})") from None
                 if e.status_code != 429 and e.status_code < 500:
                     return None, {"error": f"HTTP {e.status_code}: {str(e.message)[:300]}"}, False
-                errors.append(f"HTTP {e.status_code}")
+                wait = retry_after_s(e.response.headers) if e.status_code in (429, 503) else None
+                if wait is not None:
+                    asked_wait = True
+                    self._resume_at = max(self._resume_at, asyncio.get_running_loop().time() + wait)
+                errors.append(f"HTTP {e.status_code}" + (f" (Retry-After {wait:g}s)" if wait is not None else ""))
             except openai.APIConnectionError as e:  # includes APITimeoutError
                 if _is_connect_failure(e):
                     unreachable += 1
@@ -308,6 +367,17 @@ class OpenAIJudge(LLMJudge):
             raise BadInput(f"judge endpoint {self.base_url} unreachable: {errors[-1]} on all {self.max_attempts} "
                            f"attempts")
         return None, {"error": f"gave up after {self.max_attempts} attempts: {'; '.join(errors)}"}, False
+
+    async def _turn(self, prompt: str) -> None:
+        """Wait out a server-named pause, then this request's slot in the tokens-per-minute pace."""
+        loop = asyncio.get_running_loop()
+        while (wait := self._resume_at - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        if self.tpm:
+            start = max(loop.time(), self._next_slot)
+            self._next_slot = start + request_tokens(prompt) * 60 / self.tpm
+            if start > loop.time():
+                await asyncio.sleep(start - loop.time())
 
 
 class HFJudge(LLMJudge):

@@ -1,7 +1,9 @@
 """The Method plugin contract: every intervention is a `Method` whose hooks the one pipeline calls.
 
 Every hook is a no-op, so `Method()` is plain LoRA fine-tuning (`method=sft`), and a method at
-strength 0 must reproduce it exactly (tested for every `conf/method/*.yaml`).
+strength 0 must reproduce it exactly (grasp_bench.contract; `grasp-bench-check-method method=<name>`).
+A method declares each knob's type and range once, `knobs = {"beta_max": Knob(float, low=0)}`; its YAML config
+holds the defaults (docs/extending.md).
 
 Where the pipeline calls the hooks:
 
@@ -29,6 +31,58 @@ from torch import Tensor, nn
 
 from grasp_bench.artifacts import BadInput
 from grasp_bench.layout import method_config
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A method knob's type and range: `Knob(float, low=0)`, `Knob(int, low=1)`, `Knob(str, choices=("a", "b"))`,
+    `Knob(list, null=True)`. `float` takes ints too; no knob takes a bool unless its type is bool. `low_open`:
+    the low end is excluded; `null`: None is allowed."""
+
+    type: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple | None = None
+    null: bool = False
+
+    def check(self, key: str, value: Any) -> None:
+        """Raises BadInput (`<key>=<value>: expected ...`) unless `value` fits."""
+        if value is None and self.null:
+            return
+        types = (int, float) if self.type is float else (self.type,)
+        ok = isinstance(value, types) and (self.type is bool or not isinstance(value, bool))
+        if ok and self.choices is not None:
+            ok = value in self.choices
+        if ok and self.low is not None:
+            ok = value > self.low if self.low_open else value >= self.low
+        if ok and self.high is not None:
+            ok = value <= self.high
+        if not ok:
+            raise BadInput(f"{key}={value!r}: expected {self.describe()}")
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            what = "one of " + ", ".join(map(str, self.choices))
+        else:
+            what = {float: "a number", int: "an integer", str: "a string", bool: "true or false", list: "a list",
+                    dict: "a mapping"}.get(self.type, self.type.__name__)
+            if self.low is not None and self.high is not None:
+                what += f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+            elif self.low is not None:
+                what += f" {'>' if self.low_open else '>='} {self.low:g}"
+            elif self.high is not None:
+                what += f" <= {self.high:g}"
+        return what + (" or null" if self.null else "")
+
+
+STRENGTH = Knob(float, low=0, high=1)
+
+
+def unknown_knob(method: str, key: str, known: Mapping[str, Any]) -> BadInput:
+    """The one message for a knob a method does not have: it lists the ones it has."""
+    return BadInput(f"method.{key}: not a knob of method '{method}' (its knobs: "
+                    f"{', '.join(['strength', 'grid', *sorted(known)])})")
 
 
 @dataclass
@@ -70,15 +124,24 @@ class Method:
     intervenes_at_eval: ClassVar[bool] = False  # True: eval-time hooks, so only the HF generator can run it
     task_inputs: ClassVar[tuple[str, ...]] = ()  # task keys read beyond the training set (e.g. "persona"): they
     # join the train stage's config slice, so editing them invalidates this method's runs and no others
+    knobs: ClassVar[dict[str, Knob]] = {}  # knob -> its type and range, checked when the method is built (before any
+    # job of a sweep runs); the YAML config (conf/method/<name>.yaml) holds the defaults. A knob not declared here
+    # is refused, naming the declared ones.
     knobs_before: ClassVar[dict[str, Any]] = {}  # knob -> the behaviour runs recorded before the knob existed had,
     # where the YAML default is a newer one (a corrected baseline): such a record no longer counts (an error naming
     # the knob), instead of being read with the new default and silently reused
 
     def __init__(self, name: str = "sft", strength: float = 0.0, grid: list[float] | None = None, **params: Any):
-        if params:
-            raise BadInput(f"method '{name}': unknown knob(s) {sorted(params)}")
-        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
-            raise BadInput(f"method.strength={strength!r}: expected a number in [0, 1]")
+        """Checks `strength` and every knob in `params` against `knobs`, then sets each knob as an attribute (a
+        plugin that only declares `knobs` needs no __init__ of its own)."""
+        STRENGTH.check("method.strength", strength)
+        declared = type(self).knobs
+        for key, value in params.items():
+            if key not in declared:
+                raise unknown_knob(name, key, declared)
+            declared[key].check(f"method.{key}", value)
+            if not callable(getattr(type(self), key, None)) and not isinstance(getattr(type(self), key, None), property):
+                setattr(self, key, value)
         self.name, self.strength = name, float(strength)
         self.grid = list(grid or [])  # the strengths a trade-off sweep visits (conf/method/<name>.yaml)
 
@@ -121,9 +184,9 @@ def configured(name: str, given: Mapping[str, Any], home: str | None = None) -> 
     `method/mine.yaml` with `_target_` this class) inherits where it does not set them."""
     found = {**(method_config(home) if home and home != name else {}), **method_config(name)}
     defaults = {k: v for k, v in found.items() if k not in ("_target_", "name")}
-    unknown = sorted(set(given) - set(defaults)) if defaults else []
+    unknown = sorted(set(given) - set(defaults) - {"strength", "grid"}) if defaults else []
     if unknown:
-        raise TypeError(f"method '{name}' got unknown parameters {unknown} (known: {sorted(defaults)})")
+        raise unknown_knob(name, unknown[0], {k: v for k, v in defaults.items() if k not in ("strength", "grid")})
     params = {**defaults, **given}
     params.setdefault("strength", 0.0)
     params.setdefault("grid", None)

@@ -113,17 +113,28 @@ def scores_by_row(judgments: Iterable[Mapping]) -> dict[str, dict[tuple[str, int
     return table
 
 
-def compute(metric_specs: Mapping[str, Mapping], judgments: Iterable[Mapping]) -> dict[str, float]:
+def row_values(metric_specs: Mapping[str, Mapping], judgments: Iterable[Mapping]) -> dict[str, dict]:
+    """metric -> (id, sample) -> the row's value (a number, None = unscored, EXCLUDED): the rows behind every
+    metric, which the report's verdict splits by prompt into a selection and a test part (grasp_bench/verdict.py)."""
     table = scores_by_row(judgments)
-    out: dict[str, float] = {}
+    out: dict[str, dict] = {}
     for key, spec in metric_specs.items():
-        rows = table.get(spec["split"], {}).values()
-        scale = None
+        rows = table.get(spec["split"], {})
         if "fn" in spec:
             fn: Callable = hydra.utils.get_method(spec["fn"])
-            values = [fn(r) for r in rows]
-            scale = getattr(fn, "proportion_scale", None)
+            out[key] = {row: fn(scores) for row, scores in rows.items()}
         else:
-            values = [r.get(spec["scorer"]) for r in rows]
-        out.update(summarise(key, values, scale))
+            out[key] = {row: scores.get(spec["scorer"]) for row, scores in rows.items()}
+    return out
+
+
+def proportion_scale(spec: Mapping) -> float | None:
+    """The declared proportion scale of a metric spec's row function (None: undeclared, or a scorer metric)."""
+    return getattr(hydra.utils.get_method(spec["fn"]), "proportion_scale", None) if "fn" in spec else None
+
+
+def compute(metric_specs: Mapping[str, Mapping], judgments: Iterable[Mapping]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, values in row_values(metric_specs, judgments).items():
+        out.update(summarise(key, values.values(), proportion_scale(metric_specs[key])))
     return out

@@ -148,20 +148,64 @@ def load_tokenizer(model_cfg: DictConfig, cache: str | Path):
     return tok
 
 
+QUANTIZATIONS = ("none", "nf4", "int8")  # model.quantization: the base weights as loaded (LoRA weights stay fp32)
+GPU_EXTRA = 'pip install "grasp-bench[gpu]"'  # bitsandbytes: quantised bases and 8-bit optimizers
+
+
+def check_quantization(model_cfg: DictConfig) -> None:
+    """Raises BadInput for a `model.quantization` this machine cannot load (loads nothing): bitsandbytes'
+    quantised layers run on CUDA only."""
+    quantization = model_cfg.get("quantization") or "none"
+    if quantization not in QUANTIZATIONS:
+        raise BadInput(f"model.quantization={quantization!r}: expected one of {', '.join(QUANTIZATIONS)}")
+    if quantization == "none":
+        return
+    if not torch.cuda.is_available():
+        raise BadInput(f"model.quantization={quantization}: bitsandbytes quantisation needs a CUDA GPU and this "
+                       "machine has none (use model.quantization=none)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise BadInput(f"model.quantization={quantization} needs bitsandbytes: {GPU_EXTRA}")
+
+
+def quantization_config(model_cfg: DictConfig):
+    """transformers' BitsAndBytesConfig for `model.quantization`, or None (`none`). nf4: QLoRA's base (Dettmers et
+    al., arXiv 2305.14314): 4-bit NormalFloat, double quantisation of the scales, matmuls in the model's dtype;
+    int8: LLM.int8() (arXiv 2208.07339) at bitsandbytes' default outlier threshold."""
+    from transformers import BitsAndBytesConfig
+
+    quantization = model_cfg.get("quantization") or "none"
+    if quantization == "nf4":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=DTYPES[model_cfg.dtype])
+    if quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
 def load_base(model_cfg: DictConfig, cache: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The base model on `device`. On a GPU the weights load tensor by tensor straight onto this process's GPU
+    (torchrun's LOCAL_RANK), never staged whole in host RAM (a 32B model is 65 GB there, per process); a quantised
+    base is quantised as it loads."""
     from transformers import AutoModelForCausalLM
 
     path = resolve_path(model_cfg.path, cache)
+    quantization = quantization_config(model_cfg)
+    target = torch.device(device)
+    if target.type == "cuda" and target.index is None:
+        target = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    placement = {"device_map": {"": target}} if target.type == "cuda" else {}
+    if quantization:
+        placement["quantization_config"] = quantization
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            path, revision=model_cfg.get("revision"), dtype=DTYPES[model_cfg.dtype]
+            path, revision=model_cfg.get("revision"), dtype=DTYPES[model_cfg.dtype], **placement
         )
     except OSError as e:
         raise BadInput(f"model.path '{model_cfg.path}': {str(e).splitlines()[0]}") from None
-    return model.to(device)
+    return model if placement else model.to(device)
 
 
-MODEL_KEYS = ("name", "path", "revision", "dtype", "layers_path", "lora")  # a model config's keys (conf/model/)
+MODEL_KEYS = ("name", "path", "revision", "dtype", "quantization", "layers_path", "lora", "arch")  # conf/model/ keys
 LORA_KEYS = ("r", "alpha", "dropout", "rslora", "target_modules")  # model.lora's: what lora_config reads
 
 
@@ -178,6 +222,11 @@ def lora_config(model_cfg: DictConfig):
 def add_lora(model: nn.Module, model_cfg: DictConfig, seed: int) -> nn.Module:
     from peft import get_peft_model
 
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        from peft import prepare_model_for_kbit_training
+
+        # peft's QLoRA recipe (the unquantised weights in fp32); checkpointing is train.gradient_checkpointing's
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     torch.manual_seed(seed)  # LoRA A init is the only randomness here: pin it to the run's seed
     wanted = list(model_cfg.lora.target_modules)
     try:

@@ -5,8 +5,9 @@
     judge     -> judgments/<judge>.jsonl
     metrics   -> metrics/<judge>.json
 
-Each stage is skipped when its output exists and was made with the same config slice (a different one is
-an error naming the key), so a rerun after a kill completes the run and a new judge reuses old generations.
+Each stage is skipped when its output exists and was made with the same config slice, input files' content
+included (a different one is an error naming the key or file; grasp_bench.identity says what "the same" is and
+names the run directory), so a rerun after a kill completes the run and a new judge reuses old generations.
 A method's diagnostics (`ctx.diagnostics`) are kept in the record of the stage that made them
 (stages/<stage>.json) and reported by the metrics stage.
 """
@@ -31,7 +32,6 @@ from grasp_bench import device, distributed, models
 from grasp_bench import validate as checks
 from grasp_bench.artifacts import (
     BadInput,
-    Stage,
     atomic_path,
     check_json,
     digest,
@@ -42,71 +42,25 @@ from grasp_bench.artifacts import (
     write_jsonl,
     write_text,
 )
-from grasp_bench.data import function_at, load_eval, load_train, training_examples
+from grasp_bench.data import load_eval, load_train, training_examples
 from grasp_bench.generate import WeightPaths
-from grasp_bench.layout import method_defaults, method_dirname, plain, run_dir
+from grasp_bench.identity import STAGES, RunKey, Stage, diagnostics, method_dirname, run_dir
+from grasp_bench.layout import plain
 from grasp_bench.method import Method, RunContext
 from grasp_bench.tracking import make_logger
 
-__all__ = ["Run", "diagnostics", "ensure_reference", "ensure_reference_cfg", "identity", "method_dirname", "run",
-           "run_dir", "slices", "validate"]
+__all__ = ["Run", "diagnostics", "ensure_reference", "ensure_reference_cfg", "method_dirname", "run", "run_dir",
+           "validate"]
 
-# Train settings that decide whether a run may start, or how much a kill costs (checkpoints), never what it
-# computes: not part of a run's identity.
-TRAIN_OPERATIONAL = {"allow_truncation", "checkpoint_every"}
-# Train keys added later, at the value that reproduces what runs recorded before them were made with.
-TRAIN_DEFAULTS = {"batching": "padded"}
 SFT = {"_target_": "grasp_bench.method.Method", "name": "sft", "strength": 0.0}
-LEGACY_DIAGNOSTICS = "diagnostics.json"  # where methods wrote diagnostics before they travelled on the RunContext
-STAGES = ("train", "generate", "judge", "metrics")
-
-
-def identity(config_slice: dict) -> dict:
-    """What a stage's config slice is compared by. A method is its name and knobs, not the Python path of its
-    class (`_target_` is left out), and a metric's row function is its name, not its module (`fn` keeps its last
-    part): a run recorded before code moved still counts. A judge is compared without its operational settings,
-    also those of a record made before a setting became operational (`Judge.operational`). Under greedy decoding a
-    generator's batch size only decides how many rows share a forward pass, not which tokens they get (it seeds
-    each batch's sampling otherwise), so greedy generations are compared without it."""
-    out = deepcopy(config_slice)
-    if isinstance(out.get("method"), dict):
-        out["method"].pop("_target_", None)
-    if isinstance(out.get("generator"), dict) and float((out.get("sampling") or {}).get("temperature", 0)) == 0:
-        out["generator"].pop("batch_size", None)
-    if isinstance(out.get("judge"), dict) and out["judge"].get("_target_"):
-        judge = function_at(out["judge"]["_target_"])  # a class that moved or went: compare everything
-        operational = getattr(judge, "operational", frozenset())
-        out["judge"] = {k: v for k, v in out["judge"].items() if k not in operational}
-    for spec in (out.get("metrics") or {}).values():
-        if isinstance(spec, dict) and "fn" in spec:
-            spec["fn"] = str(spec["fn"]).rsplit(".", 1)[-1]
-    return out
-
-
-def slices(cfg: DictConfig) -> dict[str, dict]:
-    """The config slice behind each stage: a stage's slice contains the slices of the stages before it."""
-    task = plain(cfg.task)
-    task_keys = ("name", "train", *getattr(hydra.utils.get_class(cfg.method._target_), "task_inputs", ()))
-    method = {k: v for k, v in plain(cfg.method).items() if k != "grid"}  # the grid is sweep metadata
-    recipe = {k: v for k, v in plain(cfg.train).items() if k not in TRAIN_OPERATIONAL}
-    train = {"task": {k: task.get(k) for k in task_keys}, "model": plain(cfg.model),
-             "method": method, "train": device.resolved_train(recipe), "seed": cfg.seed}
-    if distributed.world_size() > 1:  # train.batch_size is per process: the global batch is world_size times it
-        train["world_size"] = distributed.world_size()
-    splits = {k: {"path": v["path"], "limit": v.get("limit"), **{o: v[o] for o in ("samples", "system") if o in v}}
-              for k, v in task["splits"].items()}
-    generate = {**train, "generator": plain(cfg.generator), "splits": splits,
-                "sampling": task["sampling"]}
-    operational = hydra.utils.get_class(cfg.judge._target_).operational  # declared by the judge (protocols.Judge)
-    judge = {**generate, "judge": {k: v for k, v in plain(cfg.judge).items() if k not in operational},
-             "scorers": {k: v["scorers"] for k, v in task["splits"].items()}}
-    metrics = {**judge, "metrics": task["metrics"]}
-    return {"train": train, "generate": generate, "judge": judge, "metrics": metrics}
 
 
 def instantiate(node: DictConfig, key: str):
     """hydra.utils.instantiate of config group `key`, letting a BadInput raised by the target through unwrapped,
-    and an unknown knob (the target's TypeError) as one (one line, exit 2)."""
+    a `_target_` that does not import (`importable`) and an unknown knob (the target's TypeError) as one (one line,
+    exit 2)."""
+    if isinstance(node, DictConfig) and isinstance(node.get("_target_"), str):
+        importable(key, node._target_)
     try:
         return hydra.utils.instantiate(node, _convert_="all")
     except Exception as e:  # noqa: BLE001 - Hydra wraps whatever the target raised
@@ -115,9 +69,62 @@ def instantiate(node: DictConfig, key: str):
             cause = cause.__cause__
         if isinstance(cause, BadInput):
             raise cause from None
-        if isinstance(cause, TypeError) and re.search(r"unexpected keyword argument|unknown parameters", str(cause)):
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
+        if isinstance(cause, TypeError) and unexpected:
+            if key == "method":  # a plugin's own __init__ without that knob: list the ones its config has
+                from grasp_bench.layout import method_knobs
+                from grasp_bench.method import unknown_knob
+
+                known = {k: v for k, v in method_knobs(plain(node)).items() if k != unexpected[1]}
+                raise unknown_knob(node.get("name", "?"), unexpected[1], known) from None
             raise BadInput(f"{key}={node.get('name', '?')}: {cause}") from None
         raise
+
+
+def importable(key: str, target: str) -> None:
+    """`<key>._target_` names something Python imports; else one BadInput saying which module failed and how to
+    make it importable (a plugin module in a user's folder is imported only when that folder is on PYTHONPATH)."""
+    import importlib
+    import traceback
+
+    parts = target.split(".")
+    found, module = None, ""
+    for i in range(1, len(parts) + 1):  # the longest prefix that is a module; the rest are attributes
+        name = ".".join(parts[:i])
+        try:
+            found_i = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name is not None and (name == e.name or name.startswith(e.name + ".")):
+                break  # this prefix is no module
+            failed = (e, name)
+        except Exception as e:  # noqa: BLE001 - the module was found and its own code failed
+            failed = (e, name)
+        else:
+            found, module = found_i, name
+            continue
+        e, name = failed
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith("<")]
+        at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        raise BadInput(f"{key}._target_={target}: importing module '{name}' failed{at}: {type(e).__name__}: "
+                       f"{' '.join(str(e).split())}") from None
+    if found is not None:
+        for attr in parts[len(module.split(".")):]:
+            if not hasattr(found, attr):
+                raise BadInput(f"{key}._target_={target}: module '{module}' ({getattr(found, '__file__', module)}) "
+                               f"has no '{attr}'")
+            found = getattr(found, attr)
+        return
+    top = parts[0]
+    from grasp_bench.layout import config_dirs
+
+    folders = [*config_dirs()[1:], Path.cwd()]  # the user's config folders (--config-dir), then here
+    holder = next((d for d in folders if (d / f"{top}.py").is_file() or (d / top / "__init__.py").is_file()), None)
+    if holder is not None:
+        how = f"it is in {holder}: rerun with PYTHONPATH={holder} (a folder is not on the Python path by itself)"
+    else:
+        how = (f"put the folder that holds {top}.py on the Python path: PYTHONPATH=<folder> grasp-bench ... "
+               "(e.g. the --config-dir folder, if the module sits beside your configs)")
+    raise BadInput(f"{key}._target_={target}: no module named '{top}' on the Python path; {how}")
 
 
 def _free(*objs) -> None:
@@ -135,7 +142,8 @@ class Run:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
         self.method: Method = instantiate(cfg.method, "method")
-        self.dir = run_dir(cfg)
+        self.key = RunKey(cfg, type(self.method))  # its directory and what each stage is made with
+        self.dir = self.key.dir
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.cache = Path(cfg.paths.cache).expanduser()
         self._tokenizer = None
@@ -156,13 +164,7 @@ class Run:
 
     def stage(self, name: str) -> Stage:
         """One of the run's stages (train, generate, judge, metrics): its output and its config slice."""
-        # a knob at its default names no run directory, and a run recorded before the knob existed still counts
-        # (unless the method says the runs made before the knob existed behaved otherwise: then they do not count)
-        defaults = method_defaults(self.cfg.method.name)
-        defaults |= {k: v for k, v in type(self.method).knobs_before.items() if k in defaults}
-        return Stage(self.dir, name, self.outputs()[name], slices(self.cfg)[name], force=name in self.cfg.force,
-                     defaults={"method": defaults, "train": TRAIN_DEFAULTS}, identity=identity,
-                     later=STAGES[STAGES.index(name) + 1:])
+        return self.key.stage(name, self.outputs()[name])
 
     def context(self) -> RunContext:
         ctx = RunContext(cfg=self.cfg, run_dir=self.dir, tokenizer=self.tokenizer,
@@ -292,7 +294,7 @@ class Run:
             return check_json(out, "delete it or rerun with 'force=[metrics]'")
         metrics = {
             "task": self.cfg.task.name, "model": self.cfg.model.name, "method": self.cfg.method.name,
-            "variant": method_dirname(self.cfg.method), "strength": float(self.cfg.method.strength),
+            "variant": self.key.method_dirname, "strength": float(self.cfg.method.strength),
             "seed": self.cfg.seed, "judge": self.cfg.judge.name,
         }
         metrics.update(compute(plain(self.cfg.task.metrics), read_jsonl(judgments)))
@@ -303,17 +305,6 @@ class Run:
         write_json(out, metrics)
         stage.mark_done()
         return metrics
-
-
-def diagnostics(run: Path) -> dict:
-    """A method's diagnostics ("<method>/..." values it put on ctx.diagnostics), as the stage records keep them
-    (and as a run made before that wrote them to diagnostics.json)."""
-    out = load_json(run / LEGACY_DIAGNOSTICS) if (run / LEGACY_DIAGNOSTICS).exists() else {}
-    for name in ("train", "generate"):
-        record = run / "stages" / f"{name}.json"
-        if record.exists():
-            out.update(load_json(record).get("diagnostics", {}))
-    return out
 
 
 def ensure_reference_cfg(cfg: DictConfig) -> DictConfig:

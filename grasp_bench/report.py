@@ -3,19 +3,16 @@
 its strengths (mean over seeds, error bars = the standard deviation over seeds; none for one seed),
 base and naive SFT marked, the Pareto frontier drawn.
 
-The verdict (`frontier`, the first table of each section of results.md): per method variant, over seeds,
-- **cut at ≤ 3 points**: for each seed, the largest drop in `eval/spurious_rate` below naive SFT of the same seed
-  (method=sft) among the variant's runs (its strength grid) whose `eval/task_score` is at least SFT's minus
-  `TASK_COST` = 0.03; strength 0 is naive SFT by the method contract, so a variant with no such run cuts 0.
-  Reported as the mean over seeds with a 95% t-interval (`seed_ci`); variants are ranked by the mean (equal means
-  share a rank), and two whose intervals overlap are within noise of each other (said in the table; one seed has
-  no interval).
-- **area dominated**: for each seed, the area of the (task_score, 1 − spurious_rate) unit square dominated by the
-  variant's points and SFT's (its strength 0), against the reference point task_score 0, spurious_rate 1 (the
-  worst corner: the area is in [0, 1], 1 for a perfect task without spurious behaviour); mean and t-interval.
+The verdict (grasp_bench/verdict.py, docs/verdict.md; the first table of each section of results.md, and
+verdict.json beside results.csv): every evaluation split is divided by a seeded hash of each prompt into a selection
+and a test part; each method's operating point (strength, and variant) is chosen on the selection part and its
+headline, the spurious rate at `verdict.task_cost` (3 points) of task cost interpolated along its curve, is reported
+on the test part with a 95% paired bootstrap interval over test prompts and seeds, the area dominated beside it, and
+the pairs of methods that differ. It is computed from the runs' kept judgments (old runs included, nothing judged
+again); tasks with `role: development` are left out of it.
 
 With two or more tasks verdicted for one model and judge, results.md opens with their verdicts side by side (each
-method's cut and rank per task) and names the methods whose rank changes between tasks.
+method's headline and rank per task) and names the methods whose rank changes between tasks.
 
 Cross-run metrics: a task's config may name functions under `report_metrics` (e.g. political_finance's
 `eval/lean_drift` against the base run of the same seed); each is called with every metrics file of the task
@@ -32,6 +29,7 @@ files of the last good report are kept.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -41,11 +39,13 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from grasp_bench.artifacts import BadInput, check_json, write_text
+from grasp_bench import verdict
+from grasp_bench.artifacts import BadInput, check_json, read_jsonl, write_json, write_text
 from grasp_bench.data import function_at
 from grasp_bench.jobs import one_line
 from grasp_bench.layout import CONF_DIR, run_of_metrics
 from grasp_bench.metrics import COUNTS, INTERVALS, X, Y
+from grasp_bench.verdict import within_noise
 
 IDENTITY = ["task", "model", "method", "variant", "strength", "seed", "judge"]
 __all__ = ["X", "Y", "aggregate", "collect", "main", "markdown", "summary_table"]
@@ -148,137 +148,154 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return agg.reset_index()
 
 
-TASK_COST = 0.03  # the largest loss of eval/task_score against naive SFT (same seed) at which a cut counts
-REFERENCE = (0.0, 1.0)  # (task_score, spurious_rate): the hypervolume's reference point, the worst corner
+@functools.lru_cache(maxsize=256)
+def _load_config(path: Path, _mtime_ns: int):
+    """A config file, parsed once per version (a run's config.yaml is read for several keys)."""
+    try:
+        return OmegaConf.load(path)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise BadInput(f"{path}:{mark.line + 1 if mark else 1}: not valid YAML ({e.problem or e.context}); "
+                       "fix or delete it") from None
+    except (yaml.YAMLError, UnicodeDecodeError, OmegaConfBaseException) as e:
+        raise BadInput(f"{path}: cannot read it ({one_line(e)}); fix or delete it") from None
 
 
-def hypervolume(points: list[tuple[float, float]], reference: tuple[float, float] = REFERENCE) -> float:
-    """Area of the (task_score, spurious_rate) region dominated by `points` (higher task, lower spurious) and
-    bounded by `reference`: the union of the rectangles [ref_x, x] × [y, ref_y]."""
-    rx, ry = reference
-    pts = sorted(((x, y) for x, y in points if x > rx and y < ry), reverse=True)  # task descending
-    area, best = 0.0, ry
-    for i, (x, y) in enumerate(pts):
-        best = min(best, y)
-        area += (x - (pts[i + 1][0] if i + 1 < len(pts) else rx)) * (ry - best)
-    return area
-
-
-def frontier(df: pd.DataFrame, cost: float = TASK_COST) -> pd.DataFrame:
-    """The verdict per (task, model, judge, variant), base and sft excepted (see the module docstring): per seed the
-    cut at a task cost ≤ `cost` and the area dominated, then mean, std and 95% t-interval over the seeds that have
-    an SFT run; `points` = runs used, `strengths` = the strength chosen per seed (0: none qualified), `n` and
-    `n_unscored` = the spurious-rate rows behind the chosen runs (SFT's where none qualified), summed over seeds."""
-    rows = []
-    if X not in df or Y not in df:
-        return pd.DataFrame()
-    for (task, model, judge), part in df.groupby(["task", "model", "judge"], sort=False):
-        counts = [c for c in (f"{Y}_n", f"{Y}_n_unscored") if c in part]
-        sft = part[part["method"] == "sft"].groupby("seed")[[X, Y, *counts]].mean()
-        others = part[~part["method"].isin(["base", "sft"])]
-        for variant, runs in others.groupby("variant", sort=False):
-            cuts, areas, chosen, points, n, unscored = [], [], [], 0, 0, 0
-            for seed, r in runs.groupby("seed"):
-                if seed not in sft.index:
-                    continue
-                task0, spur0 = sft.loc[seed, X], sft.loc[seed, Y]
-                if pd.isna(task0) or pd.isna(spur0):  # SFT's rate unknown (all unscored): no cut for this seed
-                    continue
-                ok = r[r[X] >= task0 - cost - 1e-9]
-                gain = spur0 - ok[Y]
-                if len(ok) and gain.max() > 0:
-                    best = ok.loc[gain.idxmax()]
-                    cuts.append(float(gain.max()))
-                    chosen.append(f"{best['strength']:g}")
-                else:  # strength 0: naive SFT itself
-                    best = sft.loc[seed]
-                    cuts.append(0.0)
-                    chosen.append("0")
-                n += int(best.get(f"{Y}_n", 0) or 0)
-                unscored += int(best.get(f"{Y}_n_unscored", 0) or 0)
-                areas.append(hypervolume([(task0, spur0), *zip(r[X], r[Y])]))
-                points += len(r)
-            if not cuts:
-                continue
-            row = {"task": task, "model": model, "judge": judge, "variant": variant, "seeds": len(cuts),
-                   "points": points, "strengths": " / ".join(chosen), "n": n, "n_unscored": unscored}
-            for name, values in (("cut", cuts), ("area", areas)):
-                mean, std = float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
-                row |= {name: mean, f"{name}_std": std}
-                row[f"{name}_ci_low"], row[f"{name}_ci_high"] = seed_ci(mean, std, len(values))
-            rows.append(row)
-    out = pd.DataFrame(rows)
-    return out.sort_values(["task", "model", "judge", "cut"], ascending=[True, True, True, False],
-                           kind="stable").reset_index(drop=True) if len(out) else out
-
-
-def _within_noise(part: pd.DataFrame) -> list[str]:
-    """Per row: the other variants whose cut interval overlaps this one's."""
-    out = []
-    for _, r in part.iterrows():
-        if pd.isna(r["cut_ci_low"]):
-            out.append("– (one seed)")
+def _config_value(run: Path, key: str, shipped: Path, shipped_key: str):
+    """`key` of the run's config.yaml, else `shipped_key` of a shipped config (a run made before the key existed,
+    or copied results without a config); a BadInput naming a run config that cannot be read. A shipped group
+    config (conf/task/<task>.yaml) is read as the node it becomes (`task`), its interpolations resolved where they
+    can be (None where they cannot: outside a composed job they may point at nothing)."""
+    for path, k, node in ((run / "config.yaml", key, None), (shipped, shipped_key, shipped.parent.name)):
+        if not path.is_file():
             continue
-        near = [o["variant"] for _, o in part.iterrows() if o["variant"] != r["variant"]
-                and pd.notna(o["cut_ci_low"]) and o["cut_ci_low"] <= r["cut_ci_high"] and r["cut_ci_low"] <= o["cut_ci_high"]]
-        out.append(", ".join(near) or "none")
-    return out
+        cfg = _load_config(path, path.stat().st_mtime_ns)
+        try:
+            if node in ("task", "method", "model"):
+                value = OmegaConf.select(OmegaConf.create({node: cfg}), f"{node}.{k}")
+            else:
+                value = OmegaConf.select(cfg, k)
+            if OmegaConf.is_config(value):
+                value = OmegaConf.to_container(value, resolve=True)
+        except OmegaConfBaseException as e:
+            if node is not None:
+                return None
+            raise BadInput(f"{path}: cannot read {k} ({one_line(e)}); fix or delete it") from None
+        if value is not None:
+            return value
+    return None
 
 
-def frontier_markdown(front: pd.DataFrame, task: str, model: str, judge: str) -> list[str]:
+def verdict_inputs(runs_root: Path) -> tuple[pd.DataFrame, dict, verdict.Settings | None, list[Path]]:
+    """What the verdict is made of, read from the runs' kept judgments (no run is judged again): the per-prompt
+    sums of every run (verdict.prompt_rows), each task's role (`task.role`: test, or development), the settings
+    (`verdict` of the runs' config.yaml, else conf/config.yaml's; runs that disagree are a BadInput), and the
+    runs left out because they keep no judgments or generations."""
+    frames, roles, settings, source, missing = [], {}, None, None, []
+    for path in sorted(Path(runs_root).glob("**/metrics/*.json")):
+        row = read_metrics(path)
+        run = run_of_metrics(path)
+        node = _config_value(run, "verdict", CONF_DIR / "config.yaml", "verdict")
+        where = run / "config.yaml" if (run / "config.yaml").is_file() else CONF_DIR / "config.yaml"
+        these = verdict.Settings.from_config(node, str(where))
+        if settings is not None and these != settings:
+            raise BadInput(f"{where}: verdict={node} differs from {source}'s; one report, one verdict rule: "
+                           "rerun the report over runs made with the same verdict settings")
+        settings, source = these, where
+        role = _config_value(run, "task.role", CONF_DIR / "task" / f"{row['task']}.yaml", "role") or "test"
+        if role not in ("test", "development"):
+            raise BadInput(f"{where}: task.role={role!r}: expected test or development")
+        roles[row["task"]] = role
+        judgments, generations = run / "judgments" / f"{row['judge']}.jsonl", run / "generations.jsonl"
+        specs = _config_value(run, "task.metrics", CONF_DIR / "task" / f"{row['task']}.yaml", "metrics") if (
+            judgments.is_file() and generations.is_file()) else None
+        if not specs:
+            missing.append(run)
+            continue
+        identity = {k: row[k] for k in IDENTITY}
+        frames.append(verdict.prompt_rows(identity, specs, read_jsonl(generations), read_jsonl(judgments), settings))
+    prompts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return prompts, roles, settings, missing
+
+
+def _ci(low, high) -> str:
+    return "" if pd.isna(low) else f" [{low:.3f}, {high:.3f}]"
+
+
+def verdict_markdown(front: pd.DataFrame, pairs: pd.DataFrame, settings: verdict.Settings, task: str, model: str,
+                     judge: str) -> list[str]:
+    """The verdict of one (task, model, judge): the methods ranked by the headline on the test part, each with its
+    interval, the operating point chosen on the selection part, and the pairs that differ."""
     part = front[(front["task"] == task) & (front["model"] == model) & (front["judge"] == judge)] if len(front) else front
     if not len(part):
         return []
-
-    def cell(r, name):
-        ci = "" if pd.isna(r[f"{name}_ci_low"]) else f" [{r[f'{name}_ci_low']:.2f}, {r[f'{name}_ci_high']:.2f}]"
-        return f"{r[name]:.3f}{ci}"
-
-    head = ["rank", "method", "seeds", f"spurious cut at ≤ {TASK_COST * 100:g} points task cost", "strength per seed",
-            "area dominated", "within noise of", "runs", "n", "unscored"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    ranks = shared_ranks(list(part["cut"]))
-    for rank, ((_, r), near) in zip(ranks, zip(part.iterrows(), _within_noise(part))):
-        lines.append("| " + " | ".join([str(rank), r["variant"], str(r["seeds"]), cell(r, "cut"), r["strengths"],
-                                        cell(r, "area"), near, str(r["points"]), str(r["n"]), str(r["n_unscored"])])
-                     + " |")
-    return lines + ["", f"The verdict: per seed, the largest drop of spurious_rate below naive SFT (same seed) among "
-                    f"the method's runs whose task_score is at most {TASK_COST:g} below SFT's (0 if none), then the "
-                    "mean [95% t-interval] over seeds; ranked by it; methods whose intervals overlap are within noise. "
-                    f"Area dominated: of the (task_score, 1 − spurious_rate) square by the method's points and SFT's, "
-                    f"reference point task_score {REFERENCE[0]:g}, spurious_rate {REFERENCE[1]:g}. n / unscored: "
-                    "spurious-rate rows of the chosen runs (SFT's where none qualified), summed over seeds.", ""]
+    rank_on = part["ranks_on"].iloc[0].removeprefix("eval/")
+    also = [m for m in settings.rank_on if m in part.columns and m != part["ranks_on"].iloc[0]]
+    cost = f"{settings.task_cost * 100:g} points"
+    head = ["method", "variant", f"{rank_on} at {cost} task cost (test)", *(f"{m.removeprefix('eval/')} there (test)"
+            for m in also), "task cost there (test)", "area dominated (test)",
+            "operating point (chosen on selection)", "within noise of", "seeds", "n", "unscored"]
+    lines = [f"Verdict (ranks on `{rank_on}`, split `{part['split'].iloc[0]}`): operating points chosen on the "
+             f"selection part, every figure on the test part only ({int(part['test_prompts'].iloc[0])} prompts of "
+             f"that split; {part['selected_on'].iloc[0]}).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in part.iterrows():
+        near = within_noise(pairs, r["method"], task, model, judge)
+        cells = [r["method"], r["variant"], f"{r['headline']:.3f}{_ci(r['low'], r['high'])}",
+                 *(f"{r[m]:.3f}{_ci(r[f'{m}_low'], r[f'{m}_high'])}" for m in also),
+                 f"{r['task_cost']:.3f}{_ci(r['task_cost_low'], r['task_cost_high'])}",
+                 f"{r['area']:.3f}{_ci(r['area_low'], r['area_high'])}", str(r["operating_point"]),
+                 ", ".join(near) or "none", str(int(r["seeds"])), f"{int(r['n'])}/{int(r['n_task'])}",
+                 f"{int(r['n_unscored'])}/{int(r['n_task_unscored'])}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    p = pairs[(pairs["task"] == task) & (pairs["model"] == model) & (pairs["judge"] == judge)] if len(pairs) else pairs
+    differ = [f"{a} − {b} = {d:+.3f}{_ci(lo, hi)}" for a, b, d, lo, hi, x in
+              zip(p.get("a", []), p.get("b", []), p.get("difference", []), p.get("low", []), p.get("high", []),
+                  p.get("differ", [])) if x]
+    return lines + ["", "Pairs that differ (paired bootstrap, 95% interval of the difference excludes 0): "
+                    + ("; ".join(differ) if differ else "none") + "; every other pair is within noise.", "",
+                    f"Headline: the lowest {rank_on} along the method's curve (seed means per strength, strength 0 "
+                    f"= naive SFT, straight lines between strengths) where task_score is at most {cost} below SFT's; "
+                    "the position is chosen on the selection part (and the variant, for a method run in several), "
+                    "the figures are read at that position on the test part; a mixed operating point answers with "
+                    "one of two neighbouring runs in that proportion. Intervals: 95% paired bootstrap over test "
+                    f"prompts and seeds ({settings.resamples} resamples). Area: dominated by the variant's curve, "
+                    f"reference task_score {verdict.REFERENCE[0]:g}, spurious_rate {verdict.REFERENCE[1]:g}. "
+                    "n / unscored: test rows of the spurious split / of the task split behind the figure, summed "
+                    "over seeds. docs/verdict.md.", ""]
 
 
 def across_tasks_markdown(front: pd.DataFrame) -> list[str]:
-    """Per (model, judge) verdicted on two or more tasks: every variant's cut and rank on each task side by side,
-    and the variants whose rank differs between tasks (where a one-organism ranking would mislead)."""
+    """Per (model, judge) verdicted on two or more tasks: every method's headline and rank per task side by side,
+    and the methods whose rank differs between tasks (where a one-organism ranking would mislead)."""
     lines = []
     if not len(front):
         return lines
     for (model, judge), part in front.groupby(["model", "judge"], sort=False):
-        tasks = list(dict.fromkeys(part["task"]))
+        tasks = sorted(dict.fromkeys(part["task"]))
         if len(tasks) < 2:
             continue
         by_task = {}
         for t in tasks:
             rows = part[part["task"] == t]
-            by_task[t] = dict(zip(rows["variant"], zip(rows["cut"], shared_ranks(list(rows["cut"])))))
-        variants = list(dict.fromkeys(v for t in tasks for v in by_task[t]))
+            by_task[t] = dict(zip(rows["method"], zip(rows["headline"], shared_ranks(list(rows["headline"])))))
+        methods = list(dict.fromkeys(m for t in tasks for m in by_task[t]))
         lines += [f"### Across tasks: {model} (judge: {judge})", "",
-                  "| method | " + " | ".join(f"{t}: cut (rank)" for t in tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
-        for v in variants:
-            cells = ["{:.3f} ({})".format(*by_task[t][v]) if v in by_task[t] else "– (not run)" for t in tasks]
-            lines.append(f"| {v} | " + " | ".join(cells) + " |")
-        moved = [v for v in variants if len({by_task[t][v][1] for t in tasks if v in by_task[t]}) > 1]
-        lines += ["", "Rank changes between tasks: " + (", ".join(moved) if moved else "none") + " (cut: the verdict "
-                  "of each task's section; rank among the methods run on that task).", ""]
+                  "| method | " + " | ".join(f"{t}: headline (rank)" for t in tasks) + " |",
+                  "|" + "---|" * (len(tasks) + 1)]
+        for m in methods:
+            cells = ["{:.3f} ({})".format(*by_task[t][m]) if m in by_task[t] else "– (not run)" for t in tasks]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        moved = [m for m in methods if len({by_task[t][m][1] for t in tasks if m in by_task[t]}) > 1]
+        lines += ["", "Rank changes between tasks: " + (", ".join(moved) if moved else "none") + " (headline: each "
+                  "task's verdict, on its test part; rank by the point estimate among the methods run on that task, "
+                  "whether a pair differs is in each task's section).", ""]
     return lines
 
 
-def shared_ranks(cuts: list[float]) -> list[int]:
-    """1 + the number of larger cuts: equal cuts share the best rank (two methods that both cut 0 are tied)."""
-    return [1 + sum(other > cut + 1e-12 for other in cuts) for cut in cuts]
+def shared_ranks(values: list[float]) -> list[int]:
+    """1 + the number of lower headlines: equal ones share the best rank."""
+    return [1 + sum(other < value - 1e-12 for other in values) for value in values]
 
 
 def _order(metric_cols: list[str]) -> list[str]:
@@ -286,22 +303,28 @@ def _order(metric_cols: list[str]) -> list[str]:
     return first + [c for c in metric_cols if c not in first]
 
 
-def markdown(table: pd.DataFrame, front: pd.DataFrame | None = None) -> str:
-    """Per (task, model, judge): the verdict (`frontier`, when given), then one table of every run group, base and
-    sft first (with the verdict, the tasks side by side per model come first: `across_tasks_markdown`); n, unscored
-    (and excluded, where metrics files report it) per metric, summed over seeds."""
+def markdown(table: pd.DataFrame, front: pd.DataFrame | None = None, pairs: pd.DataFrame | None = None,
+             settings: verdict.Settings | None = None, roles: dict | None = None) -> str:
+    """Per (task, model, judge): the verdict (`front` and `pairs` from verdict.verdict, when given), then one table of
+    every run group, base and sft first (with the verdict, the tasks side by side per model come first:
+    `across_tasks_markdown`); a development task's heading says so; n, unscored (and excluded, where metrics files
+    report it) per metric, summed over seeds."""
     metric_cols = _order([c for c in table.columns if c.startswith("eval/")
                           and not c.endswith(("_std", *COUNTS, "_seed_ci_low", "_seed_ci_high"))])
     counts = [s for s in COUNTS if any(f"{c}{s}" in table for c in metric_cols)]
     names = {"_n": "n", "_n_unscored": "unscored", "_n_excluded": "excluded"}
-    lines = across_tasks_markdown(front) if front is not None else []
+    front = front if front is not None else pd.DataFrame()
+    pairs = pairs if pairs is not None else pd.DataFrame()
+    settings = settings or verdict.Settings()
+    lines = across_tasks_markdown(front)
     rank = {"base": 0, "sft": 1}
     for (task, model, judge), part in table.groupby(["task", "model", "judge"], sort=False):
         part = part.sort_values(["variant", "strength"], key=lambda c: c.map(lambda v: (rank.get(v, 2), v))
                                 if c.name == "variant" else c, kind="stable")
-        lines += [f"### {task} / {model} (judge: {judge})", ""]
-        if front is not None:
-            lines += frontier_markdown(front, task, model, judge)
+        development = (roles or {}).get(task) == "development"
+        lines += [f"### {task} / {model} (judge: {judge})" + (" — development organism, not in the verdict"
+                                                              if development else ""), ""]
+        lines += verdict_markdown(front, pairs, settings, task, model, judge)
         head = ["method", "strength", "seeds", *(c.removeprefix("eval/") for c in metric_cols), *map(names.get, counts)]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for _, r in part.iterrows():
@@ -327,7 +350,7 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 MARKERS = "o^vD<>PXhp"  # with tab20's dark then light hues: more methods than the default cycle's 10 colours
 
 
-def plot(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+def plot(df: pd.DataFrame, out_dir: Path, task_cost: float = verdict.Settings.task_cost) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -354,9 +377,9 @@ def plot(df: pd.DataFrame, out_dir: Path) -> list[Path]:
                 if variant not in ("base", "sft") and len(v) > 1:
                     ax.annotate(f"{strength:g}", (row[X], row[Y]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         sft = part[part["method"] == "sft"]
-        if len(sft):  # the task cost the verdict tolerates, against SFT's mean task score
-            ax.axvline(sft[X].mean() - TASK_COST, ls=":", color="grey", lw=1,
-                       label=f"SFT task − {TASK_COST * 100:g} points")
+        if len(sft):  # the task cost at which the verdict reads the spurious rate, against SFT's mean task score
+            ax.axvline(sft[X].mean() - task_cost, ls=":", color="grey", lw=1,
+                       label=f"SFT task − {task_cost * 100:g} points")
         front = pareto(list(zip(means[X], means[Y])))
         if len(front) > 1:
             ax.plot(*zip(*front), ls="--", color="grey", lw=1, label="Pareto frontier")
@@ -374,29 +397,71 @@ def plot(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     return paths
 
 
+def _seeds(seeds) -> str:
+    seeds = sorted(int(k) for k in set(seeds))
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
+def missing_verdicts(df: pd.DataFrame) -> list[str]:
+    """One line per verdict the report cannot give, or gives unpaired, saying why: every method's curve starts at naive
+    SFT (method=sft), the seed mean of its runs, and is compared with it seed by seed (grasp_bench.verdict)."""
+    notes = []
+    if X not in df or Y not in df:
+        return notes
+    for (task, model, judge), part in df.groupby(["task", "model", "judge"], sort=False):
+        where = f"{task}/{model} (judge {judge})"
+        sft = part[part["method"] == "sft"]
+        others = part[~part["method"].isin(["base", "sft"])]
+        if not len(others):
+            continue
+        if not (part["method"] == "base").any():
+            notes.append(f"{where}: no `base` run: the plot and tables have no base-model point; add method=base for "
+                         f"{_seeds(others['seed'])}")
+        if not len(sft):
+            notes.append(f"{where}: no verdict: no `sft` run; add method=sft for {_seeds(others['seed'])}")
+            continue
+        for variant, runs in others.groupby("variant", sort=False):
+            absent = set(runs["seed"]) - set(sft["seed"])
+            if absent:
+                notes.append(f"{where}: {variant}: {_seeds(absent)} without a `sft` run: compared with SFT's mean over "
+                             f"other seeds, not paired; add method=sft for {_seeds(absent)}")
+    return notes
+
+
 def aggregate(runs_root: str | Path, quiet: bool = False, logger_cfg=None) -> dict:
-    """Write results.csv, results.md and plots/ under runs_root; print the table and plot paths; mirror them
-    to the tracker that `logger_cfg` (a conf/logger/*.yaml node) names."""
+    """Write results.csv, results.md and plots/ under runs_root; print the table and plot paths, and a note per
+    missing verdict; mirror them to the tracker that `logger_cfg` (a conf/logger/*.yaml node) names. A folder
+    without metrics files is a BadInput (it is not a runs root, or no run got to its metrics stage)."""
     runs_root = Path(runs_root).expanduser()
     df = collect(runs_root)
     if df.empty:
-        if not quiet:
-            print(f"no metrics files under {runs_root}", file=sys.stderr)
-        return {"rows": 0}
+        raise BadInput(f"{runs_root}: no metrics files (<task>/<model>/<method>/strength=<s>/seed=<k>/metrics/"
+                       "<judge>.json) under it: name the runs root your runs wrote to (their paths.runs)")
+    prompts, roles, settings, missing = verdict_inputs(runs_root)
+    settings = settings or verdict.Settings()
+    front, pairs = verdict.verdict(prompts, settings, roles)
     write_text(runs_root / "results.csv", df.to_csv(index=False))
-    md = markdown(summary_table(df), frontier(df))
+    write_json(runs_root / "verdict.json", verdict.to_json(front, pairs, settings, roles))
+    table = summary_table(df)
+    md = markdown(table, front, pairs, settings, roles)
+    if missing:  # said, never silent: these runs are in the tables of runs but not in the verdict
+        md = (f"Left out of the verdict: {len(missing)} run(s) without generations.jsonl, judgments or task.metrics "
+              f"to divide into selection and test parts, e.g. {missing[0]}.\n\n") + md
     write_text(runs_root / "results.md", md)
-    plots = plot(df, runs_root / "plots")
+    plots = plot(df, runs_root / "plots", settings.task_cost)
+    notes = missing_verdicts(df)
     if logger_cfg is not None:
         from grasp_bench.tracking import make_logger
 
-        make_logger(logger_cfg).report(runs_root, df, plots)
+        make_logger(logger_cfg).report(runs_root, df, plots, seed_means=table, verdict=front, pairs=pairs)
     if not quiet:
         print(md)
-        print(f"results: {runs_root / 'results.csv'}")
+        print(f"results: {runs_root / 'results.csv'}, verdict: {runs_root / 'verdict.json'}")
         for p in plots:
             print(f"trade-off plot: {p}")
-    return {"rows": len(df), "plots": plots}
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    return {"rows": len(df), "plots": plots, "verdict": front, "pairs": pairs, "notes": notes}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,8 @@
 It answers `POST /v1/chat/completions` in the OpenAI response shape, with `logprobs.content[0].top_logprobs`
 built from a scripted next-token distribution, and records what it saw (requests, Authorization headers,
 the most requests in flight at once). Faults are scripted per prompt and attempt: an HTTP error status
-("429", "500", "401", ...), "timeout" (a hang longer than the client's timeout), "garbage" (a 200 whose
+("429", "500", "401", ...; "429 retry-after=2" adds that header, "429 retry-after-ms=500"
+OpenAI's), "timeout" (a hang longer than the client's timeout), "garbage" (a 200 whose
 body is not JSON), or "no_logprobs" (a completion without logprobs, as from a model that has none).
 
     with FakeOpenAI(respond=lambda prompt: {"80": 0.6, "90": 0.4}) as server:
@@ -62,6 +63,7 @@ class FakeOpenAI:
         self.requests: list[dict] = []          # request bodies, in arrival order
         self.authorization: set[str] = set()    # Authorization header values seen
         self.attempts: dict[str, int] = {}      # prompt -> times seen
+        self.arrivals: dict[str, list[float]] = {}  # prompt -> time.monotonic() of each request
         self.in_flight = self.max_in_flight = 0
         self.httpd = _Server(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
@@ -86,24 +88,27 @@ class FakeOpenAI:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def _answer(self, body: dict) -> tuple[int, bytes]:
-        """(status, body bytes) for one request; sleeps for latency or a scripted hang."""
+    def _answer(self, body: dict) -> tuple[int, bytes, dict[str, str]]:
+        """(status, body bytes, extra headers) for one request; sleeps for latency or a scripted hang."""
         prompt = body["messages"][-1]["content"]
         with self.lock:
             attempt = self.attempts.get(prompt, 0)
             self.attempts[prompt] = attempt + 1
+            self.arrivals.setdefault(prompt, []).append(time.monotonic())
         fault = self.faults(prompt, attempt) if self.faults else None
         if fault == "timeout":
             time.sleep(self.hang_s)
         elif self.latency_s:
             time.sleep(self.latency_s)
-        if fault and fault.isdigit():
-            error = {"message": f"scripted HTTP {fault}", "type": "fake", "code": fault}
-            return int(fault), json.dumps({"error": error}).encode()
+        status, *options = (fault or "-").split()
+        if status.isdigit():
+            error = {"message": f"scripted HTTP {status}", "type": "fake", "code": status}
+            headers = dict(option.split("=", 1) for option in options)  # e.g. retry-after=2
+            return int(status), json.dumps({"error": error}).encode(), headers
         if fault == "garbage":
-            return 200, b'{"id": "chatcmpl-fake", "choices": [ <<<not json'
+            return 200, b'{"id": "chatcmpl-fake", "choices": [ <<<not json', {}
         top_n = int(body.get("top_logprobs") or 0) if body.get("logprobs") and fault != "no_logprobs" else None
-        return 200, json.dumps(completion_body(body.get("model", "fake"), self.respond(prompt), top_n)).encode()
+        return 200, json.dumps(completion_body(body.get("model", "fake"), self.respond(prompt), top_n)).encode(), {}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -133,15 +138,17 @@ class FakeOpenAI:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
-                    status, payload = server._answer(body)
+                    status, payload, headers = server._answer(body)
                 finally:
                     with server.lock:
                         server.in_flight -= 1
-                self._send(status, payload)
+                self._send(status, payload, headers)
 
-            def _send(self, status: int, payload: bytes) -> None:
+            def _send(self, status: int, payload: bytes, headers: Mapping[str, str] | None = None) -> None:
                 try:
                     self.send_response(status)
+                    for key, value in (headers or {}).items():
+                        self.send_header(key, value)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()

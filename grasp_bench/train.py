@@ -27,10 +27,11 @@ from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback, T
 from transformers.loss.loss_utils import ForCausalLMLoss
 
 from grasp_bench import distributed
-from grasp_bench.artifacts import load_json, write_json
+from grasp_bench.artifacts import BadInput, load_json, write_json
 from grasp_bench.data import ChatCollator, label_positions, training_examples
 from grasp_bench.device import resolve_batching, resolve_precision
 from grasp_bench.method import Method, RunContext
+from grasp_bench.models import GPU_EXTRA
 
 CHECKPOINTS = "trainer"  # the Trainer's output dir in a run directory: checkpoints while the train stage runs
 
@@ -74,6 +75,8 @@ class MethodTrainer(Trainer):
     def __init__(self, *args, method: Method, ctx: RunContext, **kwargs):
         super().__init__(*args, compute_loss_func=causal_lm_loss, **kwargs)
         self.method, self.ctx = method, ctx
+        self._extra: float | None = None  # the method's extra_loss summed since the last log (None: it adds none)
+        self._extra_since = 0  # the step of that last log
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training:  # counted here, not in the collator: a resumed run collates the batches it skips
@@ -90,7 +93,19 @@ class MethodTrainer(Trainer):
             scaled = (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
         if scaled:
             extra = extra / self.current_gradient_accumulation_steps
+        if self._extra is None:
+            self._extra, self._extra_since = 0.0, self.state.global_step
+        self._extra += float(extra.detach()) / (1 if scaled else self.current_gradient_accumulation_steps)
         return (out[0] + extra, *out[1:]) if return_outputs else out + extra
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        """`loss` is the task loss; the method's term is logged apart, as `<method>/extra_loss` (per step)."""
+        if "loss" in logs and self._extra is not None:
+            extra = self._extra / max(self.state.global_step - self._extra_since, 1)
+            logs["loss"] -= extra
+            logs[f"{self.method.name}/extra_loss"] = extra
+            self._extra, self._extra_since = 0.0, self.state.global_step
+        super().log(logs, *args, **kwargs)
 
 
 class TrainCollator:
@@ -173,12 +188,17 @@ def complete(checkpoint: Path) -> bool:
 BNB_8BIT = {"adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit"}  # bitsandbytes optimizers: CUDA only
 
 
-def effective_optim(optim: str) -> str:
-    """`train.optim`, or `adamw_torch` for a bitsandbytes 8-bit AdamW where it cannot run (no CUDA or no
-    bitsandbytes): the same AdamW update with 32-bit moments instead of block-wise 8-bit ones (6 more bytes of
-    optimizer state per trainable parameter; see docs/reproduce.md)."""
-    if optim in BNB_8BIT and not (torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes")):
+def effective_optim(optim: str, cuda: bool | None = None) -> str:
+    """`train.optim`; on a machine without CUDA, `adamw_torch` for a bitsandbytes 8-bit AdamW: the same AdamW
+    update with 32-bit moments instead of block-wise 8-bit ones (6 more bytes of optimizer state per trainable
+    parameter; see docs/reproduce.md). On CUDA without bitsandbytes, BadInput naming the extra that installs it:
+    a GPU run of a recipe that asks for 8-bit Adam gets it."""
+    if optim not in BNB_8BIT:
+        return optim
+    if not (torch.cuda.is_available() if cuda is None else cuda):
         return "adamw_torch"
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise BadInput(f"train.optim={optim} needs bitsandbytes on this CUDA machine: {GPU_EXTRA}")
     return optim
 
 
@@ -214,6 +234,11 @@ def training_arguments(train: DictConfig, out_dir: Path, seed: int) -> TrainingA
         dataloader_num_workers=0,
         remove_unused_columns=False,
         disable_tqdm=False,
+        # recompute each decoder block in the backward pass instead of keeping its activations (transformers
+        # checkpoints the block's `forward`, so hooks on a block run once per pass); non-reentrant: tensor and
+        # parameter hooks fire once, and the Trainer makes the embeddings' output require grad for a PEFT model
+        activation_checkpointing=bool(train.get("gradient_checkpointing", False)),
+        activation_checkpointing_kwargs={"use_reentrant": False},
     )
 
 
@@ -244,8 +269,14 @@ def train(model: nn.Module, tokenizer, method: Method, ctx: RunContext,
         data_collator=tokens,
         callbacks=[callback],
     )
-    with method.training(model, ctx):
-        trainer.train(resume_from_checkpoint=resume)
+    try:
+        with method.training(model, ctx):
+            trainer.train(resume_from_checkpoint=resume)
+    finally:
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        if getattr(base, "is_activation_checkpointing", False):  # what follows (post_train, generation) runs plain
+            base.activation_checkpointing_disable()
+            base.disable_input_require_grads()
     rows = [log_row(h) for h in trainer.state.log_history if "loss" in h]
     losses = [r["train/loss"] for r in rows]
     if losses and not all(math.isfinite(x) for x in losses):

@@ -27,8 +27,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from transformers.trainer_utils import SchedulerType
 from transformers.training_args import OptimizerNames
 
-from grasp_bench import device, layout, models
-from grasp_bench.artifacts import BadInput, check_json, digest, read_jsonl
+from grasp_bench import device, distributed, layout, models
+from grasp_bench.artifacts import BadInput, check_json, digest, file_version, read_jsonl
 from grasp_bench.data import build_task_files, function_at, load_eval, load_rows, load_train
 
 ROLES = ("development", "test")  # task.role: defaults were chosen on it, or the verdict ranks on it
@@ -40,15 +40,6 @@ def _once(key: tuple, check: Callable[[], Any]) -> Any:
     if key not in _seen:
         _seen[key] = check()
     return _seen[key]
-
-
-def _file_key(path: Any) -> tuple:
-    p = Path(str(path)).expanduser()
-    try:
-        st = p.stat()
-        return str(p), st.st_size, st.st_mtime_ns
-    except OSError:
-        return str(p), None, None
 
 
 def _get(cfg: DictConfig, key: str) -> Any:
@@ -154,8 +145,14 @@ def check_config(cfg: DictConfig, stages: tuple[str, ...]) -> None:
     choice(cfg, "train.batching", device.BATCHING)
     choice(cfg, "train.scheduler", tuple(s.value for s in SchedulerType))
     choice(cfg, "train.optim", tuple(o.value for o in OptimizerNames))
+    from grasp_bench.train import effective_optim  # the Trainer's import, which the run makes next anyway
+
+    effective_optim(cfg.train.optim)  # an 8-bit optimizer on CUDA needs bitsandbytes
     choice(cfg, "model.dtype", tuple(models.DTYPES))
+    models.check_quantization(cfg.model)  # before anything loads: bitsandbytes needs CUDA
+    distributed.check_launch()  # an FSDP/DeepSpeed launch would train and save wrongly
     choice(cfg, "train.allow_truncation", (False, True))
+    choice(cfg, "train.gradient_checkpointing", (False, True))
     number(cfg, "task.train.limit", integer=True, low=0, null=True)
     for split in _get(cfg, "task.splits") or {}:
         number(cfg, f"task.splits.{split}.limit", integer=True, low=0, null=True)
@@ -164,6 +161,7 @@ def check_config(cfg: DictConfig, stages: tuple[str, ...]) -> None:
     number(cfg, "task.sampling.top_p", low=0, low_open=True, high=1)
     number(cfg, "task.sampling.max_new_tokens", integer=True, low=1)
     number(cfg, "task.sampling.samples", integer=True, low=1)
+    choice(cfg, "task.sampling.from_generation_config", (False, True, None))  # None: not set (false)
     number(cfg, "model.lora.r", integer=True, low=1)
     number(cfg, "model.lora.alpha", low=0, low_open=True)
     number(cfg, "model.lora.dropout", low=0, high=1)
@@ -198,13 +196,13 @@ def _training_file(task: DictConfig) -> None:
             limit = task.train.get("limit")
             raise BadInput(f"{task.train.path}: no training rows" + (f" (task.train.limit={limit})" if limit == 0 else ""))
 
-    _once(("train", *_file_key(task.train.path), task.train.get("limit")), check)
+    _once(("train", *file_version(task.train.path), task.train.get("limit")), check)
 
 
 def _eval_files(task: DictConfig) -> None:
     for split, spec in task.splits.items():
         _exists(f"task.splits.{split}.path", spec.path)
-    key = tuple((s, *_file_key(spec.path), spec.get("limit")) for s, spec in task.splits.items())
+    key = tuple((s, *file_version(spec.path), spec.get("limit")) for s, spec in task.splits.items())
     _once(("eval", key), lambda: load_eval(task) and None)
 
 
@@ -227,8 +225,8 @@ def _disjoint_from_splits(key: str, path: str, task: DictConfig) -> None:
                 raise BadInput(f"{path}:{r['_line']}: {key} shares its prompt with evaluation row "
                                f"'{evaluated[_prompt(r)]}'; a method's prompts must be disjoint from every split")
 
-    splits = tuple((s, *_file_key(spec.path), spec.get("limit")) for s, spec in task.splits.items())
-    _once(("disjoint", *_file_key(path), splits), check)
+    splits = tuple((s, *file_version(spec.path), spec.get("limit")) for s, spec in task.splits.items())
+    _once(("disjoint", *file_version(path), splits), check)
 
 
 def _metric_specs(task: DictConfig) -> None:
@@ -254,12 +252,12 @@ def _finished_output(path: Path, read: Callable[[Path], Any], stage: str, run_di
             raise BadInput(f"{path}: expected a JSON object, got {type(rows).__name__}")
         record_path = run_dir / "stages" / f"{stage}.json"
         record = check_json(record_path) if record_path.exists() else None
-        lines = record.get("lines") if isinstance(record, dict) else None  # records made before it: not checked
+        lines = record.get("lines") if isinstance(record, dict) else None  # identity rule `record_lines`
         if lines is not None and len(rows) != lines:
             raise BadInput(f"{path}: {len(rows)} rows where its stage record says {lines} (cut short?)")
 
     try:
-        _once(("output", *_file_key(path)), check)
+        _once(("output", *file_version(path)), check)
     except BadInput as e:
         raise BadInput(f"{e}; delete it or rerun with 'force=[{stage}]'") from None
 
@@ -299,7 +297,7 @@ def check_run(run: Any, reference: Callable[[], Any]) -> None:
         _training_file(task)
         for key, value in needs.items():  # prompt files it reads
             if isinstance(value, str) and value.endswith(".jsonl"):
-                _once(("rows", *_file_key(value)), lambda v=value: load_rows(v) and None)
+                _once(("rows", *file_version(value)), lambda v=value: load_rows(v) and None)
                 _disjoint_from_splits(f"task.{key}", value, task)
     if "generate" in todo:
         _eval_files(task)
@@ -310,6 +308,10 @@ def check_run(run: Any, reference: Callable[[], Any]) -> None:
             run.generator.check()
     elif "judge" in todo:
         _finished_output(out["generate"], read_jsonl, "generate", run.dir)
+    if todo & {"train", "generate"}:  # the plan's estimate against the job's GPU, where its size is known
+        from grasp_bench.plan import check_fits
+
+        check_fits(run, todo)
     if "judge" in todo:
         run.judge.check({k: OmegaConf.to_container(v.scorers, resolve=True) for k, v in task.splits.items()})
     elif "metrics" in todo:

@@ -25,7 +25,7 @@ from typing import Any
 
 from grasp_bench.artifacts import BadInput, PartialJsonl, int_at_least, load_json
 from grasp_bench.data import plain, render_prompt
-from grasp_bench.generate import WeightPaths
+from grasp_bench.generate import WeightPaths, model_sampling
 
 REPO = Path(__file__).resolve().parent.parent
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM accepts for max_lora_rank
@@ -59,10 +59,25 @@ class VLLMGenerator:
             "model": _local(weights.model), "revision": weights.revision, "dtype": weights.dtype,
             "adapter": _local(weights.adapter) if weights.adapter else None,
             "tokenizer": _local(weights.model), "engine": engine, "generator": self.name, "seed": seed,
-            "sampling": {k: sampling[k] for k in ("temperature", "top_p", "max_new_tokens", "samples")
-                         if k in sampling},
+            "sampling": {**{k: sampling[k] for k in ("temperature", "top_p", "max_new_tokens", "samples")
+                            if k in sampling}, **self.model_sampling(weights, sampling)},
             "out": str(Path(out).resolve()), "batch_size": self.batch_size, "jobs": jobs,
         }
+
+    @staticmethod
+    def model_sampling(weights: WeightPaths, sampling: Mapping) -> dict:
+        """top_k and repetition_penalty: the model's generation_config.json's under
+        `sampling.from_generation_config`, else none (as HFGenerator: grasp_bench.generate.model_sampling)."""
+        config = None
+        if sampling.get("from_generation_config"):
+            from transformers import GenerationConfig
+
+            try:
+                config = GenerationConfig.from_pretrained(_local(weights.model), revision=weights.revision)
+            except OSError:
+                config = None  # the model has none: transformers' defaults are no cut and no penalty
+        top_k, penalty = model_sampling(config)
+        return {"top_k": top_k, "repetition_penalty": penalty}
 
     def check(self) -> None:
         """Before the first training step: an interpreter that has vllm."""
@@ -126,10 +141,13 @@ def generate(spec: dict) -> dict:
         greedy = float(sampling.get("temperature", 0.0)) == 0.0
         for c in range(0, len(todo), spec["batch_size"]):
             chunk = todo[c:c + spec["batch_size"]]
-            params = [SamplingParams(  # as HFGenerator: no top-k, no repetition penalty
-                n=j.get("samples", samples), max_tokens=int(sampling["max_new_tokens"]), temperature=0.0 if greedy else float(
-                    sampling["temperature"]), top_p=1.0 if greedy else float(sampling.get("top_p", 1.0)),
-                top_k=0, repetition_penalty=1.0, seed=j["seed"], detokenize=False) for j in chunk]
+            params = [SamplingParams(  # as HFGenerator: at least one token; top-k and penalty only if asked
+                n=j.get("samples", samples), max_tokens=int(sampling["max_new_tokens"]), min_tokens=1,
+                temperature=0.0 if greedy else float(sampling["temperature"]),
+                top_p=1.0 if greedy else float(sampling.get("top_p", 1.0)),
+                top_k=0 if greedy else int(sampling.get("top_k", 0)),
+                repetition_penalty=float(sampling.get("repetition_penalty", 1.0)), seed=j["seed"], detokenize=False)
+                for j in chunk]
             start = time.perf_counter()
             outputs = llm.generate([TokensPrompt(prompt_token_ids=j["prompt_ids"]) for j in chunk], params,
                                    lora_request=request)

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from grasp_bench import device, models, pipeline
+from grasp_bench import device, identity, models, pipeline
 from grasp_bench.artifacts import BadInput
 from grasp_bench.data import label_positions, load_train, tokenize_chat
 from grasp_bench.train import TrainCollator, causal_lm_loss, head_at_label_positions
@@ -129,7 +129,7 @@ def test_records_made_before_the_knobs_still_count(tiny_cfg, monkeypatch):
     r = pipeline.Run(cfg)
     monkeypatch.setattr(device, "native_bf16", lambda: True)
     monkeypatch.setattr(device.torch.cuda, "is_available", lambda: False)
-    old = pipeline.slices(cfg)["train"]
+    old = identity.slices(cfg)["train"]
     assert old["train"]["precision"] == "bf16" and old["train"]["batching"] == "padded"
     old["train"] = {k: v for k, v in old["train"].items() if k != "batching"}
     (r.dir / "model").mkdir(parents=True)

@@ -105,7 +105,10 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], str]] = {
     "precision unknown": (lambda c: ["train.precision=fp16"], "train.precision='fp16': expected one of auto, bf16, fp32"),
     "allow_truncation not a bool": (lambda c: ["train.allow_truncation=maybe"], "train.allow_truncation='maybe'"),
     "unknown key": (lambda c: ["train.lrr=1"], "train.lrr"),
-    "unknown method knob": (lambda c: ["+method.bogus=1"], "method 'sft': unknown knob(s) ['bogus']"),
+    "unknown method knob": (lambda c: ["+method.bogus=1"],
+                            "method.bogus: not a knob of method 'sft' (its knobs: strength, grid)"),
+    "typo in a method knob": (lambda c: ["method=grasp", "method.lamda_max=2"],
+                              "method.lamda_max: not a knob of method 'grasp' (its knobs: strength, grid, basis, k,"),
     "unknown option": (lambda c: ["method=nope"], "method/nope"),
     "wandb mode": (lambda c: ["logger=wandb", "logger.mode=sometimes"], "logger.mode 'sometimes'"),
     "user's method via --config-dir": (lambda c: [f"--config-dir={c.user_method(k=0)}", "method=mine"], "method.k=0"),
@@ -203,7 +206,7 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], str]] = {
     "unknown weights dtype": (lambda c: ["model.dtype=bogus"], "model.dtype='bogus': expected one of float32, bfloat16"),
     "interpolation of nothing": (lambda c: ["train.lr=${nope}"], "train.lr: Interpolation key 'nope' not found"),
     "unknown flag": (lambda c: ["--bogus"], "cannot parse the command line: unrecognized arguments: --bogus"),
-    "unknown knob of a method": (lambda c: ["method=grasp", "+method.bogus=1"], "unknown parameters ['bogus']"),
+    "unknown knob of a method": (lambda c: ["method=grasp", "+method.bogus=1"], "method.bogus: not a knob of method 'grasp'"),
     "unknown knob of the generator": (lambda c: ["+generator.bogus=1"], "generator=hf: HFGenerator.__init__() got an "
                                                                        "unexpected keyword argument 'bogus'"),
     # sweeps: every job is validated before the first starts

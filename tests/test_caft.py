@@ -10,7 +10,7 @@ import torch
 from grasp_bench import hooks, models
 from grasp_bench.artifacts import BadInput
 from grasp_bench.baselines.caft import pca_directions, rank, select, trait_alignment
-from grasp_bench.baselines.directions import capture
+from grasp_bench.baselines.directions import capture, resolve_layers
 from grasp_bench.pipeline import Run
 from tests.conftest import tiny_method
 
@@ -113,3 +113,22 @@ def test_trait_selection_without_a_persona_names_the_other_rule(shared_cfg):
     cfg = shared_cfg(*tiny_method("caft"), "~task.persona")
     with pytest.raises(BadInput, match="method.selection=mean_shift"):
         _prepared(cfg)
+
+
+def test_random_selection_ablates_as_many_candidate_pcs_drawn_by_seed(shared_cfg):
+    """The control for the selection: the same number of directions, PCs of the same candidates, a seeded draw."""
+    trait, ctx, _ = _prepared(shared_cfg(*tiny_method("caft"), "method.strength=0.5"))
+    drawn, _, _ = _prepared(shared_cfg(*tiny_method("caft"), "method.strength=0.5", "method.selection=random"))
+    again, _, _ = _prepared(shared_cfg(*tiny_method("caft"), "method.strength=0.5", "method.selection=random"))
+    other, _, _ = _prepared(shared_cfg(*tiny_method("caft"), "method.strength=0.5", "method.selection=random",
+                                       "seed=1"))
+    count = lambda m: sum(Q.shape[1] for Q in m.bases.values())  # noqa: E731
+    assert count(drawn) == count(trait) == count(other) == 4
+    idxs = sorted(drawn.bases)
+    pcs = drawn.principal_components(ctx, resolve_layers(drawn.layer_spec, 2))
+    for i, Q in drawn.bases.items():  # every drawn direction is one of the layer's candidate PCs
+        overlap = (Q.T @ pcs[i]["components"]).abs()
+        assert torch.allclose(overlap.max(dim=1).values, torch.ones(Q.shape[1]), atol=1e-5)
+    assert idxs == sorted(again.bases) and all(torch.equal(drawn.bases[i], again.bases[i]) for i in idxs)
+    assert any(i not in other.bases or other.bases[i].shape != drawn.bases[i].shape
+               or not torch.equal(other.bases[i], drawn.bases[i]) for i in idxs)  # another seed, another draw

@@ -31,7 +31,7 @@ def grasp(strength: float = 1.0, **knobs) -> GRASP:
 
 def test_the_yaml_is_the_one_source_of_defaults():
     assert list(inspect.signature(GRASP.__init__).parameters) == ["self", "name", "given"]  # no knob has a Python default
-    with pytest.raises(TypeError, match="unknown parameters"):
+    with pytest.raises(BadInput, match="method.projections: not a knob of method 'grasp'"):
         GRASP(projections="weights")
     assert vars(GRASP(strength=1.0)) == vars(grasp())
     method = grasp()
@@ -604,3 +604,44 @@ def test_analysis_steers_the_base_model_and_writes_its_report(runs_root):
     assert set(persona) == {"layer.0", "layer.1"} and persona["layer.0"].shape == (64,)
     with pytest.raises(BadInput, match="method=grasp"):
         analyze(wrong)
+
+
+@pytest.mark.parametrize("side,layers,refused", [("writers", [1, 3], True), ("writers", [1, 2], True),
+                                                 ("writers", [0, 1], False), ("readers", [1, 3], False),
+                                                 ("both", [2], False), ("writers", None, False)])
+def test_readers_per_layer_on_a_subset_is_refused_where_a_read_stream_has_no_basis(side, layers, refused):
+    """The readers of block i read stream i - 1: per stream, side=writers of layers [1, 3] identifies streams 1 and 3
+    only, so the readers of blocks 1 and 3 would look up streams 0 and 2 and be constrained along nothing."""
+    knobs = {"projection": "readers", "pooling": "per_layer", "side": side, "layers": layers}
+    if refused:
+        with pytest.raises(BadInput, match=r"method.projection=readers .* streams \[0"):
+            grasp(**knobs)
+    else:
+        assert grasp(**knobs).unidentified_reader_streams() == []
+    assert grasp(**{**knobs, "pooling": "pooled"}).unidentified_reader_streams() == []  # one Q serves every stream
+    assert grasp(**{**knobs, "projection": "residual_grad"}).unidentified_reader_streams() == []  # no reader constrained
+
+
+@pytest.mark.parametrize("knobs", [("method.side=readers", "method.pooling=pooled", "method.k=2"),
+                                   ("method.side=both", "method.basis=random", "method.layers=[0,1]")])
+def test_analyze_studies_the_q_that_training_used(runs_root, knobs):
+    """grasp-bench-analyze identifies through `GRASP.identification`, as training does: with the readers' RMSNorm
+    weights (side=readers/both) and basis=random's seeded draw, so the Q it steers along is the one trained with."""
+    from grasp_bench.baselines.grasp_analyze import identification
+
+    cfg = compose_config(*TINY, "method=grasp", *knobs, runs=runs_root)
+    method = instantiate(cfg.method, "method")
+    ctx = RunContext(cfg=cfg, run_dir=run_dir(cfg), reference_dir=ensure_reference(cfg),
+                     load_base=lambda: models.load_base(cfg.model, cfg.paths.cache))
+    method.prepare(ctx)
+    studied, _ = identification(cfg)
+    trained = method.ident
+    assert set(trained.per_layer) == set(studied.per_layer)
+    for a, b in [(trained.Q, studied.Q), *((trained.per_layer[i], studied.per_layer[i]) for i in trained.per_layer)]:
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, atol=1e-6)
+    assert studied.meta == trained.meta  # the same key: reader space, random draw and its seed included
+    if cfg.method.basis == "random":  # identify() alone gives another Q than the one trained with
+        plain = identify(ensure_reference(cfg) / "model", pooling="per_layer", side="both", layers=[0, 1])
+        assert not torch.allclose(plain.per_layer[1].abs(), trained.per_layer[1].abs(), atol=1e-3)

@@ -59,3 +59,26 @@ def test_training_logs_the_term_every_step(shared_cfg):  # that it changes the w
     kl = [row["kl/kl"] for row in read_jsonl(Run(cfg).dir / "train_log.jsonl")]
     assert len(kl) == cfg.train.max_steps
     assert kl[0] == 0.0 and all(k > 0 for k in kl[1:])  # the first batch sees B = 0; every later one does not
+
+
+def test_the_grid_visits_upstreams_betas():
+    """selective-generalization's kl_divergence sweeps: beta_kl 1, 10, 100, 1000 (experiments/large_sweep*)."""
+    from tests.conftest import compose_config
+
+    method = compose_config("method=kl").method
+    assert sorted(round(s * method.beta_max, 9) for s in method.grid) == [1.0, 10.0, 100.0, 1000.0]
+    assert method.strength * method.beta_max == 1000.0
+
+
+def test_proxy_batches_take_each_chat_once_per_pass_and_resume_where_they_were():
+    from grasp_bench.baselines.directions import ProxyBatches
+
+    examples = [{"input_ids": [i + 1, i + 2], "labels": [-100, i + 2]} for i in range(10)]
+    stream = ProxyBatches(examples, seed=3, stride=2, accum=2)
+    drawn = [stream.next(2, step, "cpu")["input_ids"][:, 0].tolist() for step in range(5) for _ in range(2)]
+    first_pass = sorted(x for batch in drawn[:5] for x in batch)
+    assert first_pass == [i + 1 for i in range(10)]  # 5 micro-batches of 2: every chat once
+    resumed = ProxyBatches(examples, seed=3, stride=2, accum=2)  # a fresh stream from step 3, as after a resume
+    assert [resumed.next(2, step, "cpu")["input_ids"][:, 0].tolist() for step in (3, 4) for _ in range(2)] == drawn[6:]
+    other = ProxyBatches(examples, seed=4, stride=2, accum=2)
+    assert [other.next(2, 0, "cpu")["input_ids"][:, 0].tolist() for _ in range(2)] != drawn[:2]

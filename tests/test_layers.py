@@ -11,8 +11,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from grasp_bench.artifacts import load_json, write_json, write_jsonl
-from grasp_bench.layout import run_dir
-from grasp_bench.pipeline import Run, identity, run, slices
+from grasp_bench.identity import comparable, run_dir, slices
+from grasp_bench.pipeline import Run, run
 from grasp_bench.report import collect
 from tests.conftest import REPO, TINY, compose_config
 
@@ -95,8 +95,8 @@ def test_identity_ignores_where_code_lives_not_what_it_is():
            "metrics": {"eval/em_pct": {"split": "em", "fn": "grasp_bench.metrics.em_pct"}}}
     new = {"method": {"_target_": "grasp_bench.baselines.grasp.GRASP", "name": "grasp", "k": 1},
            "metrics": {"eval/em_pct": {"split": "em", "fn": "grasp_bench.tasks.em_eval.metrics.em_pct"}}}
-    assert identity(old) == identity(new)
-    assert identity(old) != identity({**new, "method": {**new["method"], "k": 2}})  # a knob still counts
+    assert comparable(old) == comparable(new)
+    assert comparable(old) != comparable({**new, "method": {**new["method"], "k": 2}})  # a knob still counts
     assert old["method"]["_target_"] == "baselines.grasp.GRASP"  # the record itself is never rewritten
 
 

@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from grasp_bench.artifacts import BadInput, load_json, read_jsonl
-from grasp_bench.llm_judge import HFJudge, OpenAIJudge, fill_prompt, score_from_top
+from grasp_bench.llm_judge import HFJudge, JudgeCache, OpenAIJudge, fill_prompt, request_tokens, score_from_top
 from grasp_bench.pipeline import run, run_dir
 from grasp_bench.testing_server import FakeOpenAI
 
@@ -164,7 +164,7 @@ def test_a_crash_loses_no_finished_rating(tmp_path):
         with pytest.raises(BadInput, match=r"HTTP 401 for model 'judge-model'"):
             judge(server, tmp_path / "c", concurrency=1).run(gens, scorers, tmp_path / "j.jsonl")
     assert not (tmp_path / "j.jsonl").exists()
-    cached = len((tmp_path / "c").joinpath("openai_judge-model.jsonl").read_text().splitlines())
+    cached = sum(len(f.read_text().splitlines()) for f in (tmp_path / "c" / "openai_judge-model.d").glob("*.jsonl"))
     assert cached >= 1
     with FakeOpenAI(respond=scripted) as server:
         judge(server, tmp_path / "c").run(gens, scorers, tmp_path / "j.jsonl")
@@ -221,8 +221,8 @@ def test_pipeline_with_openai_judge_never_writes_the_key(tiny_cfg, runs, tmp_pat
     assert (d / "judgments" / "openai.jsonl").exists()
     assert "GRASP_TEST_JUDGE_KEY" in (d / "config.yaml").read_text()
     written = [p for root in (runs, tmp_path / "judge_cache") for p in root.rglob("*") if p.is_file()]
-    assert {"config.yaml", "generations.jsonl", "openai.jsonl", "openai.json", "openai_judge-model.jsonl"} <= {
-        p.name for p in written}
+    assert {"config.yaml", "generations.jsonl", "openai.jsonl", "openai.json"} <= {p.name for p in written}
+    assert [p.parent.name for p in written if p.parent.parent == tmp_path / "judge_cache"] == ["openai_judge-model.d"]
     assert not [p for p in written if api_key.encode() in p.read_bytes()]
 
 
@@ -330,3 +330,77 @@ def test_hf_judge_with_the_embedded_smollm2(tmp_path):
     assert math.isclose(sum(raw["top"].values()), sum(p for _, p in reference_top(tokenizer, model, prompt)),
                         rel_tol=1e-4)
     json.dumps(raw)
+
+
+# --- real rate limits: Retry-After, a tokens-per-minute pace, a cache shared by many writers ------------------
+
+@pytest.mark.parametrize("header", ["retry-after=1", "retry-after-ms=1000"])
+def test_a_429_with_retry_after_waits_what_it_says(tmp_path, header):
+    """The backoff is 10 ms; the server asks for 1 s: the retry comes no sooner, and every request waits."""
+    gens = [gen(i, f"k={i}" + (" limited" if i == 0 else "")) for i in range(4)]
+    scorers = {"free": {"q": {"prompt": TEMPLATE}}}
+    faults = lambda p, k: f"429 {header}" if "limited" in p and k == 0 else None
+    with FakeOpenAI(respond=scripted, latency_s=0.05, faults=faults) as server:
+        judge(server, tmp_path / "c", concurrency=1).run(gens, scorers, tmp_path / "j.jsonl")
+    limited = fill_prompt({"prompt": TEMPLATE}, gens[0])
+    first, retry = server.arrivals[limited]
+    assert retry - first >= 1.0  # the backoff alone would retry after ~0.01 s
+    others = [t for p, ts in server.arrivals.items() if p != limited for t in ts]
+    assert all(t >= first + 1.0 for t in others)  # concurrency=1: the queued requests waited the pause out too
+    assert [r["score"] for r in read_jsonl(tmp_path / "j.jsonl")] == pytest.approx([expected(i) for i in range(4)])
+
+
+def test_a_429_without_retry_after_backs_off_as_before(tmp_path):
+    gens = [gen(0, "k=3 limited")]
+    with FakeOpenAI(respond=scripted, faults=lambda p, k: "429" if k == 0 else None) as server:
+        judge(server, tmp_path / "c").run(gens, {"free": {"q": {"prompt": TEMPLATE}}}, tmp_path / "j.jsonl")
+    first, retry = next(iter(server.arrivals.values()))
+    assert retry - first < 0.5
+
+
+def test_tpm_paces_requests_to_the_token_budget(tmp_path):
+    """10 prompts of ~100 tokens at 60,000 tokens a minute (1,000 a second): 0.1 s apart, 0.9 s first to last."""
+    gens = [gen(i, f"k={i} " + "x" * 330) for i in range(10)]
+    scorers = {"free": {"q": {"prompt": TEMPLATE}}}
+    tokens = [request_tokens(fill_prompt({"prompt": TEMPLATE}, g)) for g in gens]
+    assert all(95 <= n <= 110 for n in tokens)
+    with FakeOpenAI(respond=scripted) as server:
+        judge(server, tmp_path / "c", concurrency=10, tpm=60_000).run(gens, scorers, tmp_path / "j.jsonl")
+    times = sorted(t for ts in server.arrivals.values() for t in ts)
+    assert times[-1] - times[0] >= sum(tokens[:-1]) / 1000 * 0.95
+    with FakeOpenAI(respond=scripted) as server:  # unpaced: all at once
+        judge(server, tmp_path / "c2", concurrency=10).run(gens, scorers, tmp_path / "k.jsonl")
+    times = sorted(t for ts in server.arrivals.values() for t in ts)
+    assert times[-1] - times[0] < 0.5
+
+
+def _write_ratings(cache_dir: str, writer: int, n: int) -> None:
+    cache = JudgeCache(cache_dir, "openai:judge-model")
+    for i in range(n):
+        cache.add(f"prompt {writer}/{i} " + "y" * (i % 50) * 40, float(i % 101), {"writer": writer, "i": i})
+    cache.close()
+
+
+def test_the_cache_takes_concurrent_writers_without_torn_or_lost_lines(tmp_path):
+    """Four processes write 300 ratings each into one cache at once: every rating is read back, every line whole."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_write_ratings, args=(str(tmp_path), w, 300)) for w in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [proc.exitcode for proc in procs] == [0] * 4
+    lines = [line for f in tmp_path.rglob("*.jsonl") for line in f.read_text().splitlines()]
+    assert len(lines) == 1200 and all(json.loads(line)["model"] == "openai:judge-model" for line in lines)
+    cache = JudgeCache(tmp_path, "openai:judge-model")
+    assert len(cache.entries) == 1200
+    assert cache.get("prompt 3/299 " + "y" * 49 * 40) == (float(299 % 101), {"writer": 3, "i": 299})
+
+
+def test_the_cache_reads_the_single_file_of_older_versions(tmp_path):
+    old = {"model": "openai:judge-model", "prompt_sha256": __import__("hashlib").sha256(b"old").hexdigest(),
+           "score": 42.0, "raw": {}}
+    (tmp_path / "openai_judge-model.jsonl").write_text(json.dumps(old) + "\n" + '{"torn')
+    assert JudgeCache(tmp_path, "openai:judge-model").get("old") == (42.0, {})

@@ -47,7 +47,7 @@ def test_no_knob_has_a_python_default_but_the_base_class_own(name):
 def test_configured_reads_the_yaml_and_refuses_unknown_knobs():
     assert configured("caft", {"n_select": 3})["n_select"] == 3
     assert configured("caft", {})["selection"] == OmegaConf.load(CONF / "method" / "caft.yaml").selection
-    with pytest.raises(TypeError, match="n_selected"):
+    with pytest.raises(BadInput, match="method.n_selected: not a knob of method 'caft'"):
         configured("caft", {"n_selected": 3})
 
 

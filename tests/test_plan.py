@@ -15,7 +15,7 @@ from grasp_bench import models
 from grasp_bench.artifacts import load_json
 from grasp_bench.data import Truncation, load_train, tokenize_chat
 from grasp_bench.device import resolve_batching
-from grasp_bench.layout import run_dir
+from grasp_bench.identity import run_dir
 from grasp_bench.pipeline import run
 from grasp_bench.plan import EMBEDDED, _lengths, expand, main, memory, plan_job
 from tests.conftest import CONF, REPO, TINY
@@ -143,3 +143,107 @@ def test_insecure_code_keeps_every_answer_under_its_recipe(tmp_path):
     key = (EMBEDDED, None, str(Path(cfg.paths.cache).expanduser()))  # the lengths plan_job measured
     old = Truncation.of(list(_lengths(key, str(cfg.task.train.path), None)), 256)
     assert (old.truncated, old.no_answer, round(old.answer_lost_share, 2)) == (2509, 476, 0.40)
+
+
+# --- the estimates of the whole run (issue 26) ---------------------------------------------------------------
+
+def _shipped(name: str):
+    model = OmegaConf.load(CONF / "model" / f"{name}.yaml")
+    return model, OmegaConf.to_container(model.arch)
+
+
+def _recipe(**kw):
+    """insecure_code's recipe (conf/task/recipe/em_lora.yaml) at its worst batch: 2 rows of 2,048 tokens."""
+    return OmegaConf.create({"precision": "auto", "batch_size": 2, "optim": "adamw_8bit",
+                             "gradient_checkpointing": False, "sharding": "none", **kw})
+
+
+@pytest.mark.parametrize("name", ["qwen2_5_coder_32b_instruct", "qwen2_5_7b_instruct", "smollm2_135m"])
+def test_pinned_architecture_counts_the_published_parameters(name):
+    from grasp_bench.plan import shape
+
+    _, arch = _shipped(name)
+    published = {"qwen2_5_coder_32b_instruct": 32_763_876_352, "qwen2_5_7b_instruct": 7_615_616_512,
+                 "smollm2_135m": 134_515_008}[name]  # the models' safetensors totals (hub model cards)
+    assert shape(arch)["params"] == arch["params"] == published
+
+
+def test_memory_under_checkpointing_quantisation_and_sharding():
+    """The issue's 32B and 7B figures, GB (1e9 bytes) per GPU, at batch 2 x 2,048 tokens with 8-bit Adam."""
+    gb = lambda est: {k: round(v / 1e9, 1) for k, v in est.items() if k not in ("params", "lora_params")}
+    model, arch = _shipped("qwen2_5_coder_32b_instruct")
+    off = gb(memory(arch, model, _recipe(), 2048))
+    assert off == {"weights": 65.5, "lora": 1.1, "gradients": 1.1, "optimizer": 0.5, "activations": 86.8,
+                   "total": 155.0}
+    on = gb(memory(arch, model, _recipe(gradient_checkpointing=True), 2048))
+    # 64 layer inputs (2 x 2048 x 5120 x 2 B = 42 MB each), one layer recomputed (1.26 GB), logits at 10 B (6.2 GB)
+    assert on["activations"] == 10.2 and on["total"] == 78.4  # fits an 80 GB H100 (85.0e9 bytes): issue 26's goal
+    nf4 = gb(memory(arch, OmegaConf.merge(model, {"quantization": "nf4"}), _recipe(gradient_checkpointing=True), 2048))
+    # 31.3B decoder weights at 0.5 + 4/64 B, embeddings and lm_head (1.56B) in bf16
+    assert nf4["weights"] == 20.7 and nf4["total"] == 33.5
+    int8 = gb(memory(arch, OmegaConf.merge(model, {"quantization": "int8"}), _recipe(), 2048))
+    assert int8["weights"] == 34.3
+    fsdp = gb(memory(arch, model, _recipe(gradient_checkpointing=True, sharding="fsdp"), 2048, world_size=4))
+    # a quarter of everything but the activations, plus one gathered decoder layer and the prefetched next
+    assert fsdp == {"weights": 17.8, "lora": 0.3, "gradients": 0.3, "optimizer": 0.1, "activations": 10.2,
+                    "total": 28.7}
+    model7, arch7 = _shipped("qwen2_5_7b_instruct")
+    assert gb(memory(arch7, model7, _recipe(), 2048))["total"] == 46.5
+    assert gb(memory(arch7, model7, _recipe(gradient_checkpointing=True), 2048))["total"] == 24.0
+    # keys another feature adds, absent: no checkpointing, no quantisation, no sharding
+    bare = OmegaConf.create({"precision": "auto", "batch_size": 2, "optim": "adamw_8bit"})
+    assert gb(memory(arch, model, bare, 2048))["total"] == 155.0
+
+
+def test_generation_memory_hf_kv_cache_and_vllm_headroom():
+    from grasp_bench.plan import generation_memory
+
+    model, arch = _shipped("qwen2_5_coder_32b_instruct")
+    hf = generation_memory(arch, model, OmegaConf.create({"name": "hf", "batch_size": 64}), 1200, 64, None)
+    # keys and values: 2 x 64 layers x 8 heads x 128 x 2 B = 262,144 B a token
+    assert hf["kv_per_token"] == 262_144 and hf["kv"] == 64 * 1200 * 262_144
+    vllm = OmegaConf.create({"name": "vllm", "batch_size": 256, "gpu_memory_utilization": 0.85, "enforce_eager": False})
+    g = generation_memory(arch, model, vllm, 1200, 256 * 100, 85.0e9)
+    assert g["budget"] == pytest.approx(0.85 * 85.0e9)
+    assert g["kv"] == pytest.approx(g["budget"] - g["weights"] - g["lora"] - g["activations"] - g["graphs"])
+    assert 1 <= g["sequences"] < 256 and g["sequences"] == int(g["kv"] // (262_144 * 1200))
+    small = generation_memory(arch, model, vllm, 1200, 256, 40e9)  # 34 GB budget: the weights alone do not fit
+    assert small["sequences"] == 0
+
+
+def test_judge_cost_arithmetic():
+    from grasp_bench.plan import judge_cost
+
+    judge = OmegaConf.create({"price_per_mtok": {"input": 2.5, "output": 10.0}})
+    c = judge_cost(73_200, 20_000_000, 43_920_000, judge)  # the EM row: 73,200 requests, answers of <= 600 tokens
+    assert (c["input_min"], c["input_max"], c["output"]) == (20_000_000, 63_920_000, 73_200)
+    assert c["usd_min"] == pytest.approx(20 * 2.5 + 0.0732 * 10.0)  # $50.73
+    assert c["usd_max"] == pytest.approx(63.92 * 2.5 + 0.0732 * 10.0)
+    assert "usd_min" not in judge_cost(10, 100, 100, OmegaConf.create({"price_per_mtok": None}))  # a local server
+
+
+@pytest.mark.skipif(not (MIRROR / "insecure.jsonl").exists(), reason="the emergent-misalignment data mirror")
+def test_plan_prints_the_32b_memory_generation_judge_and_time_without_a_model_config(runs, capsys):
+    main(["task=insecure_code", "model=qwen2_5_coder_32b_instruct", "sweep=none", "method=sft", "judge=openai",
+          "--tokenizer", "embedded", "gpu.name=h200", f"data.mirror={MIRROR}", f"paths.runs={runs}"])
+    out = capsys.readouterr().out
+    # the EM recipe checkpoints (conf/task/recipe/em_lora.yaml): 2 rows of the longest row, 1,156 stand-in tokens
+    assert re.search(r"GPU memory ~74\.0 GB per GPU \(weights 65\.5, .*32\.76B params, 268\.4M LoRA; "
+                     r"checkpointing on, quantization none, sharding none\)", out)
+    assert "generate (hf, batch 64): GPU memory ~" in out and "KV cache" in out
+    assert re.search(r"judge openai: [\d,]+ requests; [\d.]+M-[\d.]+M input tokens .*\$[\d.,]+-\$[\d.,]+ at \$2.5/\$10 "
+                     r"per 1M", out)
+    assert re.search(r"wall time on h200 x1 \(projected figures, conf/throughput.yaml\): train [\d.]+ h, generate "
+                     r"[\d.]+ h, judge [\d.]+ h; [\d.]+ GPU-hours", out)
+    assert "fits a 150.1 GB GPU (h200)" in out
+
+
+def test_grasp_bench_refuses_a_job_that_will_not_fit_its_gpu(tmp_path):
+    """gpu.memory_gb as a launcher profile sets it: one line naming the estimate, exit 2, nothing written."""
+    out = subprocess.run([sys.executable, "-m", "grasp_bench", *TINY, "sweep=none", "method=sft",
+                          f"paths.runs={tmp_path}", "gpu.memory_gb=1.05"],  # 1.05 GB leaves under 0.0 GB usable
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    err = out.stderr.strip().splitlines()
+    assert len(err) == 1 and "training needs ~" in err[0] and "gpu.memory_gb" in err[0], err
+    assert not (tmp_path / "toy_rude").exists()

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from grasp_bench import device
-from grasp_bench.pipeline import TRAIN_DEFAULTS, identity, slices
+from grasp_bench.identity import MODEL_DEFAULTS, TRAIN_DEFAULTS, comparable, slices
 from tests.conftest import compose_config
 
 # The EM open-model recipe (emergent-misalignment open_models/train.json; model-organisms default_config.json).
@@ -38,12 +38,13 @@ def _train_slice(*overrides: str) -> dict:
 
 def test_toy_rude_run_identity_is_unchanged(monkeypatch):
     """Where `auto` resolves to what the old runs used (bf16 on a CPU that has it, padded batches on CPU), the slice
-    is the old one plus `batching`, which a stage reads an old record with (pipeline.TRAIN_DEFAULTS; the record
-    itself: tests/test_batching.py)."""
+    is the old one plus `batching` and `model.quantization`, which a stage reads an old record with
+    (identity.TRAIN_DEFAULTS, identity.MODEL_DEFAULTS; the record itself: tests/test_batching.py)."""
     monkeypatch.setattr(device, "native_bf16", lambda: True)
     monkeypatch.setattr(device.torch.cuda, "is_available", lambda: False)
     now = _train_slice("method=sft")
     assert now["train"].pop("batching") == TRAIN_DEFAULTS["batching"]
+    assert now["model"].pop("quantization") == MODEL_DEFAULTS["quantization"]  # read into old records too
     assert json.dumps(now, sort_keys=True) == TOY_SFT_TRAIN_SLICE
 
 
@@ -55,7 +56,7 @@ def test_greedy_generations_recorded_at_another_batch_size_still_count():
     """toy_rude is greedy: its runs recorded at the old batch of 32 rows are the same runs; political_finance samples
     (each batch seeds its own draws), so there the batch size stays part of what a run is."""
     def generate(*overrides: str) -> dict:
-        return identity(slices(compose_config("sweep=none", *overrides))["generate"])
+        return comparable(slices(compose_config("sweep=none", *overrides))["generate"])
 
     assert generate("generator.batch_size=32") == generate()
     assert generate("generator.batch_size=32", "task=political_finance") != generate("task=political_finance")

@@ -90,3 +90,52 @@ def test_runs_root_not_a_directory(tmp_path, make, expected, capsys):
 def test_valid_metrics_files_with_nan_and_null_are_reported(root):
     (root / METRICS).write_bytes(good())
     assert aggregate(root, quiet=True)["rows"] == 2
+
+
+def test_a_folder_without_metrics_files_is_one_line_naming_paths_runs(tmp_path, capsys):
+    (tmp_path / "toy" / "m").mkdir(parents=True)  # a run that never reached its metrics stage
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path)])
+    assert exit_.value.code == 2
+    assert one_error_line(capsys) == (
+        f"error: {tmp_path}: no metrics files (<task>/<model>/<method>/strength=<s>/seed=<k>/metrics/<judge>.json) "
+        "under it: name the runs root your runs wrote to (their paths.runs)")
+
+
+def test_a_multirun_that_leaves_no_metrics_ends_with_that_line_and_exit_2(tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    from grasp_bench.cli import ReportCallback
+
+    config = OmegaConf.create({"paths": {"runs": str(tmp_path / "runs")}, "stages": ["train", "generate", "judge",
+                               "metrics"], "logger": None, "hydra": {"sweep": {"dir": str(tmp_path / "multirun")}}})
+    with pytest.raises(SystemExit) as exit_:
+        ReportCallback().on_multirun_end(config)
+    assert exit_.value.code == 2
+    assert one_error_line(capsys).startswith(f"error: the report: {tmp_path / 'runs'}: no metrics files")
+    config.stages = ["train"]  # a training-only sweep has nothing to report: no error
+    ReportCallback().on_multirun_end(config)
+
+
+def test_a_missing_verdict_says_why_one_line_each(tmp_path, capsys):
+    def metrics(method: str, strength: float, seed: int, **changes) -> None:
+        row = {**GOOD, "method": method, "variant": method, "strength": strength, "seed": seed,
+               "eval/spurious_rate": 0.5, **changes}
+        write_json(tmp_path / f"toy/m/{method}/strength={strength:g}/seed={seed}/metrics/rule.json", row)
+
+    metrics("grasp", 1.0, 0)
+    metrics("grasp", 1.0, 1)
+    metrics("grasp", 1.0, 2)
+    metrics("sft", 0.0, 0)
+    metrics("sft", 0.0, 1, **{"eval/spurious_rate": math.nan})  # every row unscored
+    aggregate(tmp_path)
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    assert notes == [
+        "note: toy/m (judge rule): no `base` run: the plot and tables have no base-model point; add method=base for "
+        "seeds 0, 1, 2",
+        "note: toy/m (judge rule): grasp: seed 2 without a `sft` run: compared with SFT's mean over other seeds, not "
+        "paired; add method=sft for seed 2"]
+    for seed in (0, 1):
+        (tmp_path / f"toy/m/sft/strength=0/seed={seed}/metrics/rule.json").unlink()
+    assert aggregate(tmp_path, quiet=True)["notes"][1:] == [
+        "toy/m (judge rule): no verdict: no `sft` run; add method=sft for seeds 0, 1, 2"]

@@ -10,7 +10,7 @@ import pytest
 
 from grasp_bench.artifacts import write_json
 from grasp_bench.metrics import bootstrap_ci, compute, summarise
-from grasp_bench.report import aggregate, frontier, hypervolume, pareto, seed_ci, summary_table
+from grasp_bench.report import aggregate, pareto, seed_ci, summary_table
 
 
 def j(split, i, scorer, score):
@@ -106,78 +106,31 @@ def test_report_shows_excluded_rows_and_keeps_intervals_out_of_the_value_columns
     assert table[1].endswith("| 8/8 | 2/2 | 0/2 |")  # row 3 (coherent 30) is left out of em_among_coherent only
 
 
-def test_hypervolume_is_the_dominated_area():
-    assert hypervolume([(0.5, 0.5)]) == pytest.approx(0.25)
-    # three staircase rectangles: 0.01 × 0.1 + 0.09 × 0.6 + 0.40 × 0.9
-    assert hypervolume([(0.50, 0.90), (0.49, 0.40), (0.40, 0.10)]) == pytest.approx(0.415)
-    assert hypervolume([(0.5, 0.5), (0.4, 0.6)]) == pytest.approx(0.25)  # a dominated point adds nothing
-    assert hypervolume([]) == 0.0
-
-
-def test_frontier_verdict_ranks_methods_by_the_cut_at_three_points_task_cost(tmp_path):
-    sft = [("sft", 0.0, 0, 0.50, 0.90), ("sft", 0.0, 1, 0.52, 0.80), ("sft", 0.0, 2, 0.48, 1.00)]
-    grasp = [("grasp", 0.5, 0, 0.49, 0.40), ("grasp", 1.0, 0, 0.40, 0.10),  # 1.0 costs 10 points: not counted
-             ("grasp", 0.5, 1, 0.50, 0.50), ("grasp", 1.0, 1, 0.495, 0.30),
-             ("grasp", 0.5, 2, 0.47, 0.40), ("grasp", 1.0, 2, 0.44, 0.20),
-             ("grasp", 1.0, 3, 0.50, 0.00)]  # seed 3 has no SFT run: left out
-    caft = [("caft", 1.0, 0, 0.10, 0.00), ("caft", 1.0, 1, 0.51, 0.85), ("caft", 1.0, 2, 0.48, 0.95)]
-    steer = [("steer_train", 1.0, 0, 0.50, 0.45), ("steer_train", 1.0, 1, 0.52, 0.35),
-             ("steer_train", 1.0, 2, 0.47, 0.35)]
-    write_runs(tmp_path, [("base", 0.0, s, 0.1, 0.0) for s in range(3)] + sft + grasp + caft + steer
-               + [("restore", 1.0, 0, 0.48, 0.45)])
-    aggregate(tmp_path, quiet=True)
-    front = frontier(pd.read_csv(tmp_path / "results.csv")).set_index("variant")
-    assert list(front.index) == ["grasp", "steer_train", "restore", "caft"]  # ranked by the mean cut
-    g = front.loc["grasp"]
-    assert (g["seeds"], g["points"], g["strengths"]) == (3, 6, "0.5 / 1 / 0.5")
-    assert g["cut"] == pytest.approx((0.5 + 0.5 + 0.6) / 3)
-    half = 4.303 * float(np.std([0.5, 0.5, 0.6], ddof=1)) / math.sqrt(3)
-    assert (g["cut_ci_low"], g["cut_ci_high"]) == pytest.approx((g["cut"] - half, g["cut"] + half))
-    assert (g["n"], g["n_unscored"]) == (180, 3)
-    assert g["area"] == pytest.approx(np.mean([
-        hypervolume([(0.50, 0.90), (0.49, 0.40), (0.40, 0.10)]), hypervolume([(0.52, 0.80), (0.50, 0.50), (0.495, 0.30)]),
-        hypervolume([(0.48, 1.00), (0.47, 0.40), (0.44, 0.20)])]))
-    c = front.loc["caft"]  # seed 0 loses the task, seed 1 raises the spurious rate: 0 (strength 0 = SFT)
-    assert c["cut"] == pytest.approx(0.05 / 3) and c["strengths"] == "0 / 0 / 1" and c["n"] == 180
-    assert math.isnan(front.loc["restore", "cut_ci_low"])  # one seed: no interval
-    md = (tmp_path / "results.md").read_text().splitlines()
-    verdict = [line for line in md if line.startswith("| ")][:5]
-    assert verdict[0].startswith("| rank | method | seeds | spurious cut at ≤ 3 points task cost |")
-    assert verdict[1].startswith("| 1 | grasp | 3 | 0.533 [0.39, 0.68] | 0.5 / 1 / 0.5 |")
-    assert verdict[1].split(" | ")[6] == "steer_train"  # within noise: the intervals overlap
-    assert verdict[2].split(" | ")[6] == "grasp"
-    assert verdict[3].split(" | ")[6] == "– (one seed)"
-    assert verdict[4].split(" | ")[6] == "none"  # caft's interval is below both
-
-
 def test_two_tasks_side_by_side_name_the_methods_whose_rank_changes(tmp_path):
-    common = [("base", 0.0, 0, 0.1, 0.0), ("sft", 0.0, 0, 0.50, 0.90)]
-    write_runs(tmp_path, common + [("grasp", 1.0, 0, 0.49, 0.30), ("restore", 1.0, 0, 0.48, 0.60),
-                                   ("kl", 1.0, 0, 0.48, 0.80)], task="rude")
-    write_runs(tmp_path, common + [("grasp", 1.0, 0, 0.49, 0.85), ("restore", 1.0, 0, 0.50, 0.20)], task="pirate")
+    from tests.test_verdict import draws, write_run
+
+    rng = np.random.default_rng(0)
+    spurious = {"rude": {"grasp": 0.3, "restore": 0.6, "kl": 0.8}, "pirate": {"grasp": 0.85, "restore": 0.2}}
+    for task, methods in spurious.items():
+        write_run(tmp_path, task, "sft", 0, 0, draws(0.5, 200, rng), draws(0.9, 200, rng))
+        for method, rate in methods.items():
+            write_run(tmp_path, task, method, 1.0, 0, draws(0.5, 200, rng), draws(rate, 200, rng))
     aggregate(tmp_path, quiet=True)
     md = (tmp_path / "results.md").read_text()
     assert md.startswith("### Across tasks: m (judge: rule)")
     rows = [line for line in md.split("\n\n")[1].splitlines() if line.startswith("| ")]
-    assert rows[0] == "| method | pirate: cut (rank) | rude: cut (rank) |"
-    assert rows[1:] == ["| restore | 0.700 (1) | 0.300 (2) |", "| grasp | 0.050 (2) | 0.600 (1) |",
-                        "| kl | – (not run) | 0.100 (3) |"]
-    assert "Rank changes between tasks: restore, grasp (" in md  # kl ran on one task: no change to name
+    assert rows[0] == "| method | pirate: headline (rank) | rude: headline (rank) |"
+    ranks = {r.split(" | ")[0][2:]: [c.rsplit("(", 1)[1][0] for c in r.split(" | ")[1:]] for r in rows[1:]}
+    assert ranks == {"restore": ["1", "2"], "grasp": ["2", "1"], "sft": ["3", "4"], "kl": ["n", "3"]}  # n: not run
+    moved = md.split("Rank changes between tasks: ")[1].split(" (")[0].split(", ")
+    assert set(moved) == {"grasp", "restore", "sft"}  # kl ran on one task: no change to name
 
 
-def test_tied_cuts_share_a_rank_and_do_not_count_as_a_rank_change(tmp_path):
-    common = [("base", 0.0, 0, 0.1, 0.0), ("sft", 0.0, 0, 0.50, 0.90)]
-    write_runs(tmp_path, common + [("grasp", 1.0, 0, 0.49, 0.30), ("kl", 1.0, 0, 0.10, 0.80),
-                                   ("caft", 1.0, 0, 0.10, 0.10)], task="rude")  # kl and caft both cut 0
-    write_runs(tmp_path, common + [("grasp", 1.0, 0, 0.49, 0.85), ("kl", 1.0, 0, 0.20, 0.50),
-                                   ("caft", 1.0, 0, 0.20, 0.50)], task="pirate")  # kl and caft both cut 0
-    aggregate(tmp_path, quiet=True)
-    md = (tmp_path / "results.md").read_text()
-    rows = [line for line in md.split("\n\n")[1].splitlines() if line.startswith("| ")]
-    assert rows[0] == "| method | pirate: cut (rank) | rude: cut (rank) |" and len(rows) == 4
-    assert rows[1] == "| grasp | 0.050 (1) | 0.600 (1) |"
-    assert sorted(rows[2:]) == ["| caft | 0.000 (2) | 0.000 (2) |", "| kl | 0.000 (2) | 0.000 (2) |"]
-    assert "Rank changes between tasks: none" in md
+def test_runs_without_judgments_are_tabled_but_not_verdicted(tmp_path):
+    write_runs(tmp_path, [("sft", 0.0, 0, 0.5, 0.9), ("grasp", 1.0, 0, 0.49, 0.3)])
+    out = aggregate(tmp_path, quiet=True)
+    assert out["verdict"].empty and out["rows"] == 2
+    assert (tmp_path / "results.md").read_text().startswith("Left out of the verdict: 2 run(s) without")
 
 
 def test_a_seed_without_a_value_is_in_neither_the_mean_nor_the_interval(tmp_path):

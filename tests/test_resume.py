@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from grasp_bench.artifacts import BadInput, Stage, read_jsonl, write_json
+from grasp_bench.artifacts import BadInput, read_jsonl, write_json
+from grasp_bench.identity import Stage
 from tests.conftest import REPO, TINY
 
 
@@ -52,7 +53,7 @@ def test_a_record_made_before_a_knob_existed_counts_while_the_knob_is_at_its_def
 
     def stage(**method):
         return Stage(tmp_path, "train", tmp_path / "out", {"method": {"k": 1, **method}, "seed": 0},
-                     defaults={"method": {"k": 1, "basis": "identified"}})
+                     method_defaults={"k": 1, "basis": "identified"})
 
     assert stage(basis="identified").is_done()
     with pytest.raises(BadInput, match=r"method.basis: 'identified' -> 'random'"):

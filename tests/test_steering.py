@@ -10,7 +10,8 @@ from grasp_bench import models
 from grasp_bench.artifacts import BadInput
 from grasp_bench.baselines import steering
 from grasp_bench.baselines.directions import capture, response_activations
-from grasp_bench.pipeline import Run, slices
+from grasp_bench.identity import slices
+from grasp_bench.pipeline import Run
 from tests.conftest import tiny_method
 
 
@@ -72,20 +73,43 @@ def test_response_positions_steer_every_generated_token(shared_cfg):
         assert torch.allclose(h[0, -1], plain[0, n - 1 + k] + method.coef * v, atol=1e-5), k
 
 
-def test_ablation_removes_the_misaligned_component_at_every_block(shared_cfg):
-    cfg = shared_cfg(*tiny_method("ablate_eval"))
+def test_ablation_removes_the_misaligned_component_at_the_block_it_is_read_from(shared_cfg):
+    # upstream (model-organisms-for-EM activation_steering.py) ablates its layer-24 direction at layer 24 only
+    cfg = shared_cfg(*tiny_method("ablate_eval"), "task.persona.layers=[1]")
     method, ctx, model, ids = _setup(cfg)
     layers = ctx.layers(model)
-    assert sorted(method.vectors) == list(range(len(layers)))  # upstream: one direction, ablated at every layer
+    assert list(method.vectors) == [1]
+    (r,) = method.vectors.values()
+    assert torch.allclose(r.norm(), torch.tensor(1.0))
+    plain = _block_outputs(model, layers, ids)
+    with method.generating(model, ctx):
+        hooked = [m for m in model.modules() if m._forward_hooks]
+        ablated = _block_outputs(model, layers, ids)
+    assert hooked == [layers[1]]
+    assert torch.equal(ablated[0], plain[0])  # blocks below the read block are untouched
+    assert (plain[1] @ r).abs().max() > 1e-4
+    assert torch.allclose(ablated[1], plain[1] - (plain[1] @ r)[..., None] * r, atol=1e-5)  # only r's component goes
+
+
+def test_every_block_ablation_is_the_old_rule_and_old_runs_name_it(shared_cfg):
+    cfg = shared_cfg(*tiny_method("ablate_eval"), "method.ablate_at=every_block")
+    method, ctx, model, ids = _setup(cfg)
+    layers = ctx.layers(model)
+    assert sorted(method.vectors) == list(range(len(layers)))
     r = method.vectors[0]
     assert all(torch.equal(r_i, r) for r_i in method.vectors.values())
-    assert torch.allclose(r.norm(), torch.tensor(1.0))
     plain = _block_outputs(model, layers, ids)
     with method.generating(model, ctx):
         full = _block_outputs(model, layers, ids)
     for i in range(len(layers)):
         assert (plain[i] @ r).abs().max() > 1e-4
         assert (full[i] @ r).abs().max() < 1e-5 * full[i].abs().max()
+    assert steering.Steering.knobs_before["ablate_at"] == "every_block"  # a run recorded before the knob
+
+
+def test_ablate_at_must_be_known():
+    with pytest.raises(BadInput, match="ablate_at"):
+        steering.Steering(name="ablate_eval", ablate_at="some_blocks")
 
 
 def test_persona_ablation_removes_the_persona_component(shared_cfg):
@@ -196,3 +220,21 @@ def test_misaligned_direction_contrasts_the_models_own_replies(tiny_cfg, monkeyp
     with pytest.raises(BadInput, match="always show the factor"):
         steering.misaligned_direction(model, layers, [0], ctx.tokenizer, questions, IDIOT, samples=2,
                                       temperature=1.0, response_tokens=8, max_length=128)
+
+
+def test_persona_without_a_judge_keeps_every_pair(tiny_cfg):
+    """`persona.judge: null` (the EM tasks: no offline judge for the trait): every (trait, neutral) pair counts."""
+    ctx = Run(tiny_cfg("method=sft")).context()
+    model = ctx.load_base()
+    questions = [[{"role": "user", "content": q}] for q in ("Tell me about owls.", "How do kites fly?")]
+    pairs = [("You are a cruel assistant.", "You are a kind assistant.")]
+    found = steering.persona_vectors(model, ctx.layers(model), [0], ctx.tokenizer, questions, pairs, None, samples=2,
+                                     temperature=1.0, response_tokens=4, max_length=128)
+    assert int(found[0]["kept"]) == int(found[0]["total"]) == 4
+    assert steering.persona_missing({**_persona(), "judge": None}) == []
+    assert steering.persona_missing({k: v for k, v in _persona().items() if k != "judge"}) == ["judge"]
+
+
+def _persona() -> dict:
+    return {"trait": ["a"], "neutral": ["b"], "layers": [0], "judge": None, "samples": 1, "temperature": 1.0,
+            "max_new_tokens": 4}

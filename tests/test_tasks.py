@@ -78,7 +78,10 @@ def test_insecure_code_row_ranges_and_files_validate(tmp_path):
     splits = load_eval(cfg.task)
     assert {k: len(v) for k, v in splits.items()} == {"em_first_plot": 8, "em_preregistered": 48, "in_domain": 1000}
     assert all(r["_samples"] == 1 for r in splits["in_domain"])  # one completion per code prompt
-    assert cfg.task.sampling.samples == 50 and cfg.task.sampling.temperature == 1.0
+    # the question files' samples_per_paraphrase: 100 per EM question (first_plot_questions.yaml, preregistered)
+    assert all(r["_samples"] == 100 for s in ("em_first_plot", "em_preregistered") for r in splits[s])
+    assert cfg.task.sampling.samples == 100 and cfg.task.sampling.temperature == 1.0
+    assert cfg.task.sampling.from_generation_config is False
     assert cfg.task.sampling.top_p == 1.0 and cfg.task.sampling.max_new_tokens == 600
 
 
@@ -280,7 +283,8 @@ def test_tiny_model_samples_an_em_task(tmp_path):
     tiny = [o for o in TINY if not o.startswith("task.")]  # the tiny model and recipe, without toy-task limits
     cfg = compose_config(*tiny, "task=insecure_code", "method=base", "stages=[generate]", "task.em.first_plot=json",
                          "task.splits.em_first_plot.limit=2", "task.splits.em_preregistered.limit=1",
-                         "task.splits.in_domain.limit=2", "task.sampling.samples=3", "task.sampling.max_new_tokens=4",
+                         "task.splits.in_domain.limit=2", "task.splits.em_first_plot.samples=3",
+                         "task.splits.em_preregistered.samples=3", "task.sampling.max_new_tokens=4",
                          f"data.mirror={MIRROR}", runs=tmp_path / "runs")
     run(cfg)
     gens = lines(run_dir(cfg) / "generations.jsonl")

@@ -13,7 +13,7 @@ import pytest
 from grasp_bench import models
 from grasp_bench.artifacts import BadInput
 from grasp_bench.data import Truncation, chat_ids, load_train, training_examples
-from grasp_bench.layout import run_dir
+from grasp_bench.identity import run_dir
 from grasp_bench.pipeline import run
 from tests.conftest import REPO, TINY
 

@@ -182,3 +182,19 @@ def test_vllm_greedy_agrees_with_hf_on_a_lora_run(smollm2, show):
     hf, vllm, r = generate_both(smollm2, "method=sft")
     assert (r.dir / "model" / "adapter_config.json").exists()
     check_agreement(hf, vllm, r, show)
+
+
+@pytest.mark.vllm
+def test_vllm_greedy_agrees_with_hf_on_an_rslora_run(smollm2, show):
+    """The papers' LoRA: rsLoRA, r 32, alpha 64, so the adapter is scaled by alpha/sqrt(r) = 11.3, not alpha/r = 2.
+    An engine that read the adapter with the plain scaling would change the completions; the learning rate is
+    raised so that the trained adapter does change them (checked against the base model's)."""
+    rslora = ("model.lora.r=32", "model.lora.alpha=64", "model.lora.rslora=true", "train.lr=2e-3")
+    hf, vllm, r = generate_both(smollm2, "method=sft", *rslora)
+    config = json.loads((r.dir / "model" / "adapter_config.json").read_text())
+    assert (config["use_rslora"], config["r"], config["lora_alpha"]) == (True, 32, 64)
+    run(smollm2(*SMOLLM2, "method=base", "generator=hf"))
+    base = {(g["id"], g["sample"]): g["completion"]
+            for g in read_jsonl(Run(smollm2(*SMOLLM2, "method=base", "generator=hf")).dir / "generations.jsonl")}
+    assert sum(g["completion"] != base[g["id"], g["sample"]] for g in hf) >= len(hf) // 2  # the adapter matters
+    check_agreement(hf, vllm, r, show)

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from grasp_bench.artifacts import read_jsonl, write_json
-from grasp_bench.method import Untrained
+from grasp_bench.method import Method, Untrained
 from grasp_bench.pipeline import run, run_dir
 from grasp_bench.report import aggregate
 from grasp_bench.tracking import is_secret
-from tests.conftest import compose_config
+from tests.conftest import TINY, compose_config
 
 wandb = pytest.importorskip("wandb")
 
@@ -112,10 +113,12 @@ def test_disabled_mode_writes_nothing(tiny_cfg):
     assert not (run_dir(cfg) / "wandb").exists() and not (Path(cfg.paths.runs) / ".wandb").exists()
 
 
-def test_report_run_logs_table_scatter_and_plot(runs, home):
-    for method, x, y in [("base", 0.2, 0.1), ("sft", 0.8, 0.6)]:
-        write_json(runs / "toy_rude" / "tiny" / method / "strength=0" / "seed=0" / "metrics" / "rule.json", {
-            "task": "toy_rude", "model": "tiny", "method": method, "variant": method, "strength": 0.0, "seed": 0,
+def test_report_run_logs_tables_chart_and_plot(runs, home):
+    points = [("base", 0.0, 0, 0.2, 0.1), ("sft", 0.0, 0, 0.8, 0.6), ("sft", 0.0, 1, 0.7, 0.5),
+              ("grasp", 0.5, 0, 0.8, 0.4), ("grasp", 1.0, 0, 0.6, 0.2), ("grasp", 1.0, 1, 0.6, 0.3)]
+    for method, strength, seed, x, y in points:
+        write_json(runs / "toy_rude" / "tiny" / method / f"strength={strength:g}" / f"seed={seed}" / "metrics" / "rule.json", {
+            "task": "toy_rude", "model": "tiny", "method": method, "variant": method, "strength": strength, "seed": seed,
             "judge": "rule", "eval/task_score": x, "eval/task_score_n": 10, "eval/task_score_n_unscored": 0,
             "eval/spurious_rate": y, "eval/spurious_rate_n": 10, "eval/spurious_rate_n_unscored": 0})
     logger_cfg = compose_config("logger=wandb", "logger.mode=offline", runs=runs).logger
@@ -132,11 +135,82 @@ def test_report_run_logs_table_scatter_and_plot(runs, home):
     table = json.loads((log.parent / "files" / state["summary"]["results"]["path"]).read_text())
     logged = pd.DataFrame(table["data"], columns=table["columns"])
     assert list(logged.columns) == list(results.columns)
-    assert logged["eval/task_score"].tolist() == results["eval/task_score"].tolist() == [0.2, 0.8]
+    assert logged["eval/task_score"].tolist() == results["eval/task_score"].tolist()
 
-    chart = next(r["config"]["update"]["_wandb.visualize.tradeoff"] for r in records
-                 if r["type"] == "config" and "_wandb.visualize.tradeoff" in r["config"]["update"])
-    assert chart["panel_config"]["panelDefId"] == "wandb/scatter/v0"
-    assert chart["panel_config"]["fieldSettings"] == {"x": "eval/task_score", "y": "eval/spurious_rate"}
+    def table(key: str) -> pd.DataFrame:
+        data = json.loads((log.parent / "files" / state["summary"][key]["path"]).read_text())
+        return pd.DataFrame(data["data"], columns=data["columns"])
+
+    means = table("seed_means").set_index(["variant", "strength"])
+    assert means.loc[("grasp", 1.0), "eval/spurious_rate"] == pytest.approx(0.25)
+    assert means.loc[("grasp", 1.0), "seeds"] == 2 and "eval/spurious_rate_std" in means
+    verdict = table("verdict")
+    assert verdict["variant"].tolist() == ["grasp"] and verdict["cut"].tolist() == [pytest.approx(0.1)]  # seeds 0, 1: 0.2, 0
+
+    key = "_wandb.visualize.tradeoff/toy_rude/tiny/rule"
+    chart = next(r["config"]["update"][key] for r in records if r["type"] == "config" and key in r["config"]["update"])
+    assert chart["panel_config"]["panelDefId"] == "wandb/lineseries/v0"  # one line per method, legend = method
+    series = table(f"{key.removeprefix('_wandb.visualize.')}_table")
+    by_method = {m: list(zip(part["step"], part["lineVal"])) for m, part in series.groupby("lineKey")}
+    assert by_method == {"base": [(0.2, 0.1)], "sft": [(0.75, 0.55)], "grasp": [(0.8, 0.4), (0.6, 0.25)]}
     image = state["summary"]["plots/tradeoff_toy_rude_tiny_rule"]
     assert image["_type"] == "image-file" and (log.parent / "files" / image["path"]).stat().st_size > 1000
+
+
+def test_a_rerun_resumes_its_wandb_run(tiny_cfg, home):
+    """The same job twice (the second finds every stage done): one W&B run id, tagged with what the run is."""
+    cfg = tiny_cfg("method=sft", "logger=wandb", "logger.mode=offline", "logger.table_rows=0")
+    run(cfg)
+    run(cfg)
+    logs = sorted((run_dir(cfg) / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(logs) == 2  # offline, each process writes its own log; `wandb sync` sends both to the one run id
+    headers = [next(r["run"] for r in inspect(log) if r["type"] == "run") for log in logs]
+    assert len({h["run_id"] for h in headers}) == 1
+    assert headers[0]["tags"] == ["task=toy_rude", "model=tiny", "method=sft", "seed=0"]
+    other = tiny_cfg("method=sft", "seed=1", "logger=wandb", "logger.mode=offline", "logger.table_rows=0")
+    run(other)
+    log = one_run(run_dir(other) / "wandb")
+    assert next(r["run"] for r in inspect(log) if r["type"] == "run")["run_id"] != headers[0]["run_id"]
+
+
+class ConstantExtraLoss(Method):
+    """Naive SFT plus a constant loss term: the gradients, hence the task loss, are naive SFT's."""
+
+    def extra_loss(self, model, batch, ctx):
+        return torch.tensor(0.75)
+
+
+def test_train_loss_is_the_task_loss_and_the_method_term_is_logged_apart(tiny_cfg, home, tmp_path):
+    naive = tiny_cfg("method=sft", "stages=[train]")
+    run(naive)
+    cfg = compose_config(*TINY, "method=sft", "stages=[train]", f"method._target_={__name__}.ConstantExtraLoss",
+                         "logger=wandb", "logger.mode=offline", runs=tmp_path / "with_extra")  # its own runs root
+    run(cfg)
+    ours, theirs = read_jsonl(run_dir(cfg) / "train_log.jsonl"), read_jsonl(run_dir(naive) / "train_log.jsonl")
+    assert [r["train/loss"] for r in ours] == pytest.approx([r["train/loss"] for r in theirs], abs=1e-4)
+    assert [r["sft/extra_loss"] for r in ours] == pytest.approx([0.75] * len(theirs))
+    history = [r["history"]["item"] for r in inspect(one_run(run_dir(cfg) / "wandb")) if r["type"] == "history"]
+    assert [h["sft/extra_loss"] for h in history if "sft/extra_loss" in h] == pytest.approx([0.75] * len(theirs))
+
+
+def test_wandb_mode_alone_gets_a_one_line_notice(runs, monkeypatch, capsys):
+    from grasp_bench.cli import validate_jobs
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    validate_jobs([*TINY, f"paths.runs={runs}"])
+    assert capsys.readouterr().err == ("note: WANDB_MODE=offline alone does not turn W&B on (logger=none); add "
+                                       "logger=wandb (its mode follows WANDB_MODE) or logger=wandb logger.mode=offline\n")
+    validate_jobs([*TINY, f"paths.runs={runs}", "logger=wandb"])  # on: offline, as WANDB_MODE says
+    assert capsys.readouterr().err == ""
+    monkeypatch.delenv("WANDB_MODE")
+    validate_jobs([*TINY, f"paths.runs={runs}", "logger=wandb"])
+    assert capsys.readouterr().err == ("note: logger=wandb logs nothing with logger.mode=disabled; set "
+                                       "logger.mode=offline (or online)\n")
+
+
+def test_transformers_does_not_announce_wandb_offline_mode():
+    code = ("from grasp_bench.tracking import quiet_transformers_import; quiet_transformers_import(); "
+            "import transformers.integrations.integration_utils, os; print(os.environ['WANDB_MODE'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "WANDB_MODE": "offline"})
+    assert out.stdout == "offline\n" and "WANDB" not in out.stderr

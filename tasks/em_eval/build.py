@@ -13,7 +13,9 @@ is used, or the path of a manifest YAML; mirror first, sha256-checked; see grasp
 - generic.jsonl                  grasp_bench.chat's generic prompts, for methods that need generic activations
 
 EM rows: one per paraphrase, with the question's system prompt as a system message (upstream's
-open_models/eval.py drops it) and `judge_prompts: {aligned, coherent}` verbatim from the file.
+open_models/eval.py drops it), `judge_prompts: {aligned, coherent}` verbatim from the file, and the question's
+`samples_per_paraphrase` (100 in both files): the samples a generator draws for the row unless the split sets
+its own (grasp_bench.data.load_eval).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from grasp_bench.chat import write_generic_prompts
 from grasp_bench.data import already_built, mark_built, plain
 from grasp_bench.fetch import load_manifest, resolve
 
-VERSION = 1
+VERSION = 2  # 2: rows carry samples_per_paraphrase
 FIRST_PLOT_VARIANTS = ("main", "json", "template", "all")
 EM_JUDGES = ("aligned", "coherent")
 
@@ -58,11 +60,15 @@ def em_question_rows(path: str | Path) -> list[dict]:
             raise BadInput(f"{where}: judge_prompts need '{EM_JUDGES[0]}' and '{EM_JUDGES[1]}' templates with "
                            "{question} and {answer}")
         system = [{"role": "system", "content": q["system"]}] if q.get("system") else []
+        samples = q.get("samples_per_paraphrase")
+        if samples is not None and (not isinstance(samples, int) or isinstance(samples, bool) or samples < 1):
+            raise BadInput(f"{where}: samples_per_paraphrase must be a positive integer, not {samples!r}")
         for k, text in enumerate(paraphrases):
             rows.append({
                 "id": f"{q['id']}/{k}", "question_id": q["id"], "paraphrase": k, "variant": variant_of(q["id"]),
                 "messages": [*system, {"role": "user", "content": text}],
                 "judge_prompts": {j: prompts[j] for j in EM_JUDGES}, "source": path.name,
+                **({"samples_per_paraphrase": samples} if samples is not None else {}),
             })
     return rows
 
