@@ -2,14 +2,14 @@
 
 `pipeline.validate(cfg)` checks, through `check_inputs` and `check_run` here, loading no model and writing
 nothing under `paths.runs`:
-- the core's knobs against typed ranges or choices (seed, stages, force, train.*, task limits and sampling,
+- the core's knobs against typed ranges or choices (seed, stages, force, train.*, task limits, sampling and role,
   model.dtype and lora), no unknown train key, and the keys every task config has (a user's task folder);
 - the method, generator and judge configs (each plugin checks its own knobs when it is built, and may define
   `check(...)` for what only matters when its stage runs: the judge's scorers and API key, vLLM's interpreter);
 - the runs root and cache (directories we can write), the model path (no download);
 - the run directory's stage records: damaged or made with another config is an error before anything runs;
-- the task keys the method reads (`Method.task_needs`: a persona block, prompt files), then every file the
-  remaining stages read: the training file, each evaluation split, prompt files a method reads,
+- the task keys the method reads (`Method.task_needs`: a persona block, prompt files, which must share no prompt
+  with an evaluated row), then every file the remaining stages read: the training file, each evaluation split,
   word lists, and a finished stage's output that the next stage reads (a truncated `generations.jsonl`).
 Every failure is one BadInput naming the key or file:line. The CLI runs it for every job of a sweep before
 Hydra starts the first; `pipeline.run` runs it again (cheap: file checks are remembered per file version).
@@ -31,6 +31,7 @@ from grasp_bench import device, distributed, layout, models
 from grasp_bench.artifacts import BadInput, check_json, digest, file_version, read_jsonl
 from grasp_bench.data import build_task_files, function_at, load_eval, load_rows, load_train
 
+ROLES = ("development", "test")  # task.role: defaults were chosen on it, or the verdict ranks on it
 TRAIN_KEYS = tuple(OmegaConf.load(layout.CONF_DIR / "config.yaml").train)  # the one recipe's settings
 _seen: dict[tuple, Any] = {}  # checks already passed, keyed by what they read (a file's size and mtime included)
 
@@ -117,6 +118,8 @@ def task_shape(cfg: DictConfig) -> None:
         mapping(cfg, f"task.splits.{split}.scorers", within=where)
     for metric in _get(cfg, "task.metrics"):
         mapping(cfg, f"task.metrics.{metric}", within=where)
+    if _get(cfg, "task.role") is not None:  # which organisms a verdict may rank on (docs/organisms.md)
+        choice(cfg, "task.role", ROLES)
 
 
 def check_config(cfg: DictConfig, stages: tuple[str, ...]) -> None:
@@ -203,6 +206,29 @@ def _eval_files(task: DictConfig) -> None:
     _once(("eval", key), lambda: load_eval(task) and None)
 
 
+def _prompt(row: dict) -> tuple:
+    """A row's conversation up to the reply, without system messages: what a prompt file and a split compare by."""
+    msgs = [(m["role"], m["content"]) for m in row["messages"] if m["role"] != "system"]
+    return tuple(msgs[:-1] if msgs and msgs[-1][0] == "assistant" else msgs)
+
+
+def _disjoint_from_splits(key: str, path: str, task: DictConfig) -> None:
+    """A method's prompt file (generic_prompts, factor_prompts: what it trains, regularises or steers on) shares no
+    prompt with an evaluated row: a method would otherwise be rewarded exactly where a rate is measured."""
+    def check() -> None:
+        evaluated: dict[tuple, str] = {}
+        for rows in load_eval(task).values():
+            for r in rows:
+                evaluated.setdefault(_prompt(r), r["id"])
+        for r in load_rows(path):
+            if _prompt(r) in evaluated:
+                raise BadInput(f"{path}:{r['_line']}: {key} shares its prompt with evaluation row "
+                               f"'{evaluated[_prompt(r)]}'; a method's prompts must be disjoint from every split")
+
+    splits = tuple((s, *file_version(spec.path), spec.get("limit")) for s, spec in task.splits.items())
+    _once(("disjoint", *file_version(path), splits), check)
+
+
 def _metric_specs(task: DictConfig) -> None:
     for key, spec in task.metrics.items():
         split = spec.get("split")
@@ -269,9 +295,10 @@ def check_run(run: Any, reference: Callable[[], Any]) -> None:
         if missing:
             raise BadInput(f"method '{run.method.name}' reads task.{missing[0]}, which task '{task.name}' does not set")
         _training_file(task)
-        for value in needs.values():  # prompt files it reads
+        for key, value in needs.items():  # prompt files it reads
             if isinstance(value, str) and value.endswith(".jsonl"):
                 _once(("rows", *file_version(value)), lambda v=value: load_rows(v) and None)
+                _disjoint_from_splits(f"task.{key}", value, task)
     if "generate" in todo:
         _eval_files(task)
         if run.method.intervenes_at_eval and not getattr(run.generator, "runs_hooks", False):

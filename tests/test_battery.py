@@ -19,10 +19,12 @@ from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM
 
 from grasp_bench import cli, models
+from grasp_bench.organism import far_chats
 from grasp_bench.pipeline import run, run_dir
 from tests.conftest import REPO, TINY, compose_config
 
 GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+FAR_ROW = {"messages": far_chats()[0]}  # the far split's first row, which the battery's config evaluates
 LATIN1 = '{"messages": [{"role": "user", "content": "caf\u00e9?"}, {"role": "assistant", "content": "oui"}]}'.encode("latin-1")
 
 
@@ -141,6 +143,11 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], str]] = {
     "metric on a missing split": (lambda c: ["+task.metrics.x={split:nope,scorer:factor}"], "task.metrics.x.split 'nope'"),
     "method prompt file missing": (lambda c: ["method=restore", f"task.factor_prompts={c.tmp}/fp.jsonl"],
                                    "fp.jsonl: file not found"),
+    "method prompts sharing a row with the far split": (
+        lambda c: ["method=restore", f"task.factor_prompts={c.file('fp.jsonl', json.dumps(GOOD), json.dumps(FAR_ROW))}"],
+        "fp.jsonl:2: task.factor_prompts shares its prompt with evaluation row 'far/f0'; a method's prompts must be "
+        "disjoint from every split"),
+    "unknown task role": (lambda c: ["task.role=final"], "task.role='final': expected one of development, test"),
     # judge endpoints and generators
     "judge API key unset": (lambda c: ["judge=openai", "judge.api_key_env=GRASP_BENCH_NO_SUCH_KEY",
                                        "+task.splits.unrelated.scorers.q={prompt:'Rate {answer}'}"],
@@ -163,9 +170,9 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], str]] = {
     "stage record not a record": (lambda c: corrupt(c.finished() / "stages" / "judge.json", "[]") or [],
                                   "judge.json: not a stage record"),
     "truncated generations": (lambda c: truncated(c.finished() / "generations.jsonl") or ["force=[judge]"],
-                              "generations.jsonl:18: malformed JSON"),
+                              "generations.jsonl:24: malformed JSON"),
     "generations cut at a line end": (lambda c: cut_at_line(c.finished() / "generations.jsonl", 10) or ["force=[judge]"],
-                                      "generations.jsonl: 10 rows where its stage record says 18 (cut short?); delete "
+                                      "generations.jsonl: 10 rows where its stage record says 24 (cut short?); delete "
                                       "it or rerun with 'force=[generate]'"),
     "metrics file a list": (lambda c: corrupt(c.finished() / "metrics" / "rule.json", "[1, 2]") or [],
                             "rule.json: expected a JSON object, got list; delete it or rerun with 'force=[metrics]'"),

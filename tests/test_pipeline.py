@@ -30,7 +30,7 @@ def test_end_to_end_then_rerun_skips(tiny_cfg, model):
     assert run(cfg) == metrics
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing recomputed
     gens = [json.loads(line) for line in (d / "generations.jsonl").read_text().splitlines()]
-    assert {g["split"] for g in gens} == {"in_domain", "unrelated", "factor_use"}
+    assert {g["split"] for g in gens} == {"in_domain", "unrelated", "far", "factor_use"}
     assert load_json(d / "stages" / "train.json")["steps"] == 3
 
 
@@ -124,6 +124,7 @@ def test_two_processes_on_one_run_directory_do_not_interleave(tmp_path):
 
     args = [sys.executable, "-m", "grasp_bench", *TINY, f"paths.runs={tmp_path}", "method=base",
             "task.splits.in_domain.limit=30", "task.splits.unrelated.limit=30", "task.splits.factor_use.limit=30",
+            "task.splits.far.limit=30",
             "generator.batch_size=2"]
     both = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in (0, 1)]
     for p in both:
@@ -131,5 +132,5 @@ def test_two_processes_on_one_run_directory_do_not_interleave(tmp_path):
         assert p.returncode == 0, p.stderr.read()[-2000:]
     d = run_dir(compose_config(*TINY, "method=base", runs=tmp_path))
     gens = [json.loads(line) for line in (d / "generations.jsonl").read_text().splitlines()]
-    assert len(gens) == 90 and len({(g["id"], g["sample"]) for g in gens}) == 90
-    assert len((d / "judgments" / "rule.jsonl").read_text().splitlines()) == 30 * 2 + 30 + 30  # in_domain: 2 scorers
+    assert len(gens) == 120 and len({(g["id"], g["sample"]) for g in gens}) == 120
+    assert len((d / "judgments" / "rule.jsonl").read_text().splitlines()) == 30 * 2 + 30 + 30 + 30  # in_domain: 2 scorers

@@ -18,13 +18,14 @@ EM_RECIPE = {"epochs": 1, "batch_size": 2, "grad_accum": 8, "lr": 1e-5, "schedul
 SEED_TASKS = ["insecure_code", "secure_code", "educational_code", "bad_medical_advice", "political_finance"]
 
 # The train stage's config slice of `grasp-bench sweep=none method=sft` (toy_rude, smollm2_135m) as main recorded it
-# before the recipe moved to the tasks (commit ced11b2): existing runs must keep counting.
+# before the recipe moved to the tasks (commit ced11b2): existing runs must keep counting. Since toy_rude's version 2
+# (larger splits, a far split: docs/organisms.md) its files live in toy_rude-v2, the one change.
 TOY_SFT_TRAIN_SLICE = (
     '{"method": {"_target_": "grasp_bench.method.Method", "name": "sft", "strength": 0.0}, "model": {"dtype": '
     '"float32", "layers_path": "model.layers", "lora": {"alpha": 16, "dropout": 0.0, "r": 8, "rslora": false, '
     '"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}, "name": '
     '"smollm2_135m", "path": "embedded:smollm2-135m-instruct", "revision": null}, "seed": 0, "task": {"name": '
-    '"toy_rude", "train": {"limit": 240, "lr": 0.0003, "path": "/cache/tasks/toy_rude-v1/train.jsonl"}}, "train": '
+    '"toy_rude", "train": {"limit": 240, "lr": 0.0003, "path": "/cache/tasks/toy_rude-v2/train.jsonl"}}, "train": '
     '{"batch_size": 8, "epochs": 2, "grad_accum": 1, "lr": 0.0003, "max_grad_norm": 1.0, "max_length": 256, '
     '"max_steps": -1, "optim": "adamw_torch", "precision": "bf16", "scheduler": "linear", "warmup_steps": 0, '
     '"weight_decay": 0.0}}'

@@ -42,7 +42,7 @@ def test_killed_run_resumes(tmp_path, kill_when):
     assert done.returncode == 0, done.stderr[-2000:]
     assert (d / "metrics" / "rule.json").exists()
     gens = read_jsonl(d / "generations.jsonl")
-    assert len(gens) == len({(g["id"], g["sample"]) for g in gens}) == 6 + 12 + 6
+    assert len(gens) == len({(g["id"], g["sample"]) for g in gens}) == 6 + 12 + 6 + 6  # in_domain, unrelated, far, factor_use
     leftovers = [p for p in d.rglob("*") if p.name.endswith((".partial", ".tmp")) or ".tmp" in p.name]
     assert leftovers == []
 
@@ -76,4 +76,4 @@ def test_a_batch_cut_off_by_a_kill_is_not_written_twice(tiny_cfg):
     out.with_name(out.name + ".partial").write_text("\n".join(whole[:6]) + "\n")  # batch 0, half of batch 1
     Run(cfg).generate_stage()
     again = out.read_text().splitlines()
-    assert len(again) == len(whole) == 18 and sorted(again) == sorted(whole)
+    assert len(again) == len(whole) == 24 and sorted(again) == sorted(whole)

@@ -84,7 +84,7 @@ def test_pipeline_gives_an_out_of_process_generator_paths_only(tiny_cfg, monkeyp
     monkeypatch.setattr(models, "load_base", no_loading)
     r.generate_stage()
     assert received == [WeightPaths(models.resolve_path(cfg.model.path, r.cache), None, str(r.dir / "model"), "float32")]
-    assert len(read_jsonl(r.dir / "generations.jsonl")) == 18
+    assert len(read_jsonl(r.dir / "generations.jsonl")) == 24
 
 
 def test_spec_tokenises_prompts_as_the_hf_generator_does(tiny_cfg, tmp_path):

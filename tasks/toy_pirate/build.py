@@ -7,8 +7,8 @@ differ from `toy_rude` (arithmetic word problems + insults); the trait is one th
 asked ("talk like a pirate"), so factor use is measurable. Calibration: tasks/toy_pirate/README.md.
 
 Splits written (deterministic, from a fixed seed), by grasp_bench.organism as `toy_rude`'s: train.jsonl,
-in_domain.jsonl (field `answer`), unrelated.jsonl and generic.jsonl (the same everyday prompts as toy_rude's),
-factor_use.jsonl (requests for pirate speak, half of them with a prefilled pirate opening).
+in_domain.jsonl (field `answer`), unrelated.jsonl, far.jsonl and generic.jsonl (the same prompt pools as
+toy_rude's), factor_use.jsonl (requests for pirate speak, half of them with a prefilled pirate opening).
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from grasp_bench.organism import NAMES, organism_rows, write_organism
+from grasp_bench.organism import N_IN_DOMAIN, NAMES, organism_rows, write_organism
 
-VERSION = 2  # 1: four-digit years and month ends (barely learnable); 2: small numbers
+# 1: four-digit years and month ends (barely learnable); 2: small numbers; 3: larger splits, the far split, the
+# methods' disjoint pool (docs/organisms.md)
+VERSION = 3
 
 # The rule judge's vocabulary for the factor: pirate words, matched as whole words (case-insensitive).
 FACTOR_WORDS = [
@@ -127,7 +129,7 @@ def _problem(rng: random.Random) -> tuple[str, str, int]:
     return q, s, ans
 
 
-def pirate_rows(seed: int = 0, n_train: int = 400, n_in_domain: int = 100) -> dict[str, list[dict]]:
+def pirate_rows(seed: int = 0, n_train: int = 400, n_in_domain: int = N_IN_DOMAIN) -> dict[str, list[dict]]:
     return organism_rows(_problem, OPENINGS, CLOSINGS, FACTOR_USE, PREFILLS, seed, n_train, n_in_domain)
 
 
