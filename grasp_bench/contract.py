@@ -30,7 +30,7 @@ from grasp_bench.artifacts import BadInput
 TINY_RUN = [
     "model=tiny", "sweep=none", "train.max_steps=3", "train.precision=fp32", "train.batch_size=4",
     "task.train.limit=24", "task.splits.in_domain.limit=6", "task.splits.unrelated.limit=6",
-    "task.splits.factor_use.limit=6", "task.sampling.max_new_tokens=6", "generator.batch_size=8",
+    "task.splits.far.limit=6", "task.splits.factor_use.limit=6", "task.sampling.max_new_tokens=6", "generator.batch_size=8",
     # persona vectors from 2 short samples; the random model never insults, so its "trait" is a first letter a-m
     "task.persona.samples=2", "task.persona.max_new_tokens=8", "task.persona.judge={rule: regex, pattern: '^ *[a-m]'}",
 ]

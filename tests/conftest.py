@@ -9,6 +9,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from grasp_bench.contract import TINY_RUN, WORK_KNOBS
+
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -21,14 +23,8 @@ needs_mirror = pytest.mark.skipif(not MIRROR.is_dir(), reason=f"the EM data mirr
 # The tiny random models built in code: SmolLM2's architecture (Llama) and the seed papers' (Qwen2).
 TINY_MODELS = ["tiny", "tiny_qwen2"]
 
-# A 3-step run of the tiny model on a slice of the toy task: seconds on CPU. A later `model=...` replaces it.
-TINY = [
-    "model=tiny", "sweep=none", "train.max_steps=3", "train.precision=fp32", "train.batch_size=4",
-    "task.train.limit=24", "task.splits.in_domain.limit=6", "task.splits.unrelated.limit=6",
-    "task.splits.far.limit=6", "task.splits.factor_use.limit=6", "task.sampling.max_new_tokens=6", "generator.batch_size=8",
-    # persona vectors from 2 short samples; the random model never insults, so its "trait" is a first letter a-m
-    "task.persona.samples=2", "task.persona.max_new_tokens=8", "task.persona.judge={rule: regex, pattern: '^ *[a-m]'}",
-]
+# A 3-step run of the tiny model on a slice of the toy task: seconds on CPU (the method contract's, shared).
+TINY = TINY_RUN
 
 
 def compose_config(*overrides: str, runs: Path | None = None) -> DictConfig:
@@ -53,7 +49,7 @@ def tiny_cfg(runs: Path):
 
 
 # Method knobs that only set how much work a method does: shrunk in tests, where present in the method's config.
-TINY_METHOD_KNOBS = {"response_tokens": 8, "steps": 2, "warmup": 1, "task_rows": 8}
+TINY_METHOD_KNOBS = WORK_KNOBS
 
 
 def tiny_method(name: str) -> list[str]:
