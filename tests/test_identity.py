@@ -175,8 +175,8 @@ def test_a_built_task_is_named_by_its_recipe_and_a_users_file_by_its_content(tmp
     cfg = compose_config("sweep=none", f"paths.cache={tmp_path}")
     build_task_files(cfg.task)
     assert not any("files" in s for s in slices(cfg).values())
-    write_json(tmp_path / "tasks" / "toy_rude-v1" / "BUILD.json", {"digest": "d1", "recipe": {}})
-    assert slices(cfg)["generate"]["files"] == {f"{tmp_path}/tasks/toy_rude-v1": "recipe d1"}
+    write_json(Path(cfg.task.data_dir) / "BUILD.json", {"digest": "d1", "recipe": {}})
+    assert slices(cfg)["generate"]["files"] == {cfg.task.data_dir: "recipe d1"}
     own = tmp_path / "mine.jsonl"
     _write_train(own, 3)
     train = slices(compose_config("sweep=none", f"paths.cache={tmp_path}", f"task.train.path={own}"))["train"]

@@ -119,7 +119,7 @@ def test_report_run_logs_tables_chart_and_plot(runs, home):
               ("grasp", 0.5, 0, 0.8, 0.4), ("grasp", 1.0, 0, 0.6, 0.2), ("grasp", 1.0, 1, 0.6, 0.3)]
     for method, strength, seed, x, y in points:  # 10 judged replies per split: x and y exactly
         write_run(runs, "toy_rude", method, strength, seed, [1.0] * round(10 * x) + [0.0] * round(10 - 10 * x),
-                  [1.0] * round(10 * y) + [0.0] * round(10 - 10 * y))
+                  [1.0] * round(10 * y) + [0.0] * round(10 - 10 * y), role="test")  # toy_rude ships as development
     for d in runs.glob("toy_rude/m"):
         d.rename(d.parent / "tiny")
     for f in runs.glob("toy_rude/tiny/**/metrics/rule.json"):
