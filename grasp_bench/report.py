@@ -73,15 +73,24 @@ def read_metrics(path: Path) -> dict:
     return row
 
 
+@functools.lru_cache(maxsize=256)
+def _load_config(path: Path, _mtime_ns: int):
+    """A config file, parsed once per version (a run's config.yaml is read for several keys)."""
+    try:
+        return OmegaConf.load(path)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise BadInput(f"{path}:{mark.line + 1 if mark else 1}: not valid YAML ({e.problem or e.context}); "
+                       "fix or delete it") from None
+    except (yaml.YAMLError, UnicodeDecodeError, OmegaConfBaseException) as e:
+        raise BadInput(f"{path}: cannot read it ({one_line(e)}); fix or delete it") from None
+
+
 def _declared(config: Path, key: str) -> list[str] | None:
     """The function paths `config` lists under `key` (None without the key), or a BadInput naming the file."""
     try:
-        declared = OmegaConf.select(OmegaConf.load(config), key)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        raise BadInput(f"{config}:{mark.line + 1 if mark else 1}: not valid YAML ({e.problem or e.context}); "
-                       "fix or delete it") from None
-    except (yaml.YAMLError, UnicodeDecodeError, OmegaConfBaseException) as e:
+        declared = OmegaConf.select(_load_config(config, config.stat().st_mtime_ns), key)
+    except OmegaConfBaseException as e:
         raise BadInput(f"{config}: cannot read {key} ({one_line(e)}); fix or delete it") from None
     if declared is not None and not (OmegaConf.is_list(declared) and all(isinstance(f, str) for f in declared)):
         raise BadInput(f"{config}: {key}={declared!r}: expected a list of function paths (module.fn)")
@@ -146,19 +155,6 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     n_cols = [c for c in df.columns if c.endswith(COUNTS)]
     agg = agg.join(df.groupby(keys, sort=False)[n_cols].sum()) if n_cols else agg
     return agg.reset_index()
-
-
-@functools.lru_cache(maxsize=256)
-def _load_config(path: Path, _mtime_ns: int):
-    """A config file, parsed once per version (a run's config.yaml is read for several keys)."""
-    try:
-        return OmegaConf.load(path)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        raise BadInput(f"{path}:{mark.line + 1 if mark else 1}: not valid YAML ({e.problem or e.context}); "
-                       "fix or delete it") from None
-    except (yaml.YAMLError, UnicodeDecodeError, OmegaConfBaseException) as e:
-        raise BadInput(f"{path}: cannot read it ({one_line(e)}); fix or delete it") from None
 
 
 def _config_value(run: Path, key: str, shipped: Path, shipped_key: str):
