@@ -75,7 +75,7 @@ class MethodTrainer(Trainer):
     def __init__(self, *args, method: Method, ctx: RunContext, **kwargs):
         super().__init__(*args, compute_loss_func=causal_lm_loss, **kwargs)
         self.method, self.ctx = method, ctx
-        self._extra: float | None = None  # the method's extra_loss summed since the last log (None: it adds none)
+        self._extra: torch.Tensor | float | None = None  # the method's extra_loss summed since the last log (None: none)
         self._extra_since = 0  # the step of that last log
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -95,13 +95,14 @@ class MethodTrainer(Trainer):
             extra = extra / self.current_gradient_accumulation_steps
         if self._extra is None:
             self._extra, self._extra_since = 0.0, self.state.global_step
-        self._extra += float(extra.detach()) / (1 if scaled else self.current_gradient_accumulation_steps)
+        # a tensor sum, read at the next log: no device sync per micro-batch
+        self._extra = self._extra + extra.detach() / (1 if scaled else self.current_gradient_accumulation_steps)
         return (out[0] + extra, *out[1:]) if return_outputs else out + extra
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         """`loss` is the task loss; the method's term is logged apart, as `<method>/extra_loss` (per step)."""
         if "loss" in logs and self._extra is not None:
-            extra = self._extra / max(self.state.global_step - self._extra_since, 1)
+            extra = float(self._extra) / max(self.state.global_step - self._extra_since, 1)
             logs["loss"] -= extra
             logs[f"{self.method.name}/extra_loss"] = extra
             self._extra, self._extra_since = 0.0, self.state.global_step
