@@ -76,6 +76,9 @@ checkpointing recompute is not model FLOPs) at the training MFU (bench/results/m
 median where it exists); generation reads the weights and half the KV cache once per decoding step at a share
 of the GPU's bandwidth, every sample running to max_new_tokens (an upper bound); judging at `concurrency`
 requests of the table's latency, or the `tpm` budget if slower. GPU-hours: training and generation x W.
+On a machine without a GPU (none named, no CUDA device), the wall time here: the embedded model's training and
+generation rates measured on this project's 2-core CPU machine (bench/results/train.json, generate.json), scaled by
+parameter count, every sample running to max_new_tokens.
 
 The memory estimate leaves out the CUDA context, the allocator's fragmentation and temporary buffers: read it as
 good to about 20% on the activations (bench/memory.py measures it against a real step).
@@ -327,9 +330,51 @@ def measured_mfu(gpu: str | None) -> float | None:
     return values[len(values) // 2] if values else None
 
 
+BENCH_RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results"
+
+
+def cpu_rates() -> dict | None:
+    """The embedded model's rates measured on this project's CPU machine: training useful tokens/s
+    (bench/results/train.json, grasp-bench's loop, padded) and HF generation new tokens/s (generate.json), with the
+    torch threads each used; None where a file is missing."""
+    train, generate = BENCH_RESULTS / "train.json", BENCH_RESULTS / "generate.json"
+    if not (train.is_file() and generate.is_file()):
+        return None
+    t, g = check_json(train), check_json(generate)
+    measured = OmegaConf.load(CONF_DIR / "model" / f"{t['model']}.yaml")  # the model both files measured
+    return {"params": int(measured.arch.params), "train_tokens_s": t["steps"]["padded"]["grasp_bench"]["useful_tokens_per_s"],
+            "train_threads": t["machine"]["torch_threads"], "generate_tokens_s": g["results"]["hf"]["tokens_per_s"],
+            "generate_batch": g["results"]["hf"]["batch_size"], "generate_threads": g["results"]["hf"]["torch_threads"]}
+
+
+def epochs_run(t: dict, cfg: DictConfig) -> float:
+    """Passes over the training rows: train.epochs, or what train.max_steps makes of them."""
+    return t["steps"] * t["rows_per_step"] / max(t["rows"], 1) if cfg.train.max_steps > 0 else float(cfg.train.epochs)
+
+
+def cpu_wall_time(plan: dict, params: int, cfg: DictConfig) -> dict | None:
+    """Hours per stage on a CPU: the embedded model's measured rates (cpu_rates) scaled by parameter count; every
+    sample runs to max_new_tokens (an upper bound)."""
+    rates = cpu_rates()
+    if rates is None:
+        return None
+    scale = params / rates["params"]
+    out: dict = {"gpu": "cpu", "rates": rates}
+    t = plan.get("train")
+    if t:
+        out["train_h"] = t["tokens"] * epochs_run(t, cfg) * scale / rates["train_tokens_s"] / 3600
+    if plan.get("generations"):
+        out["generate_h"] = plan["generations"] * plan["max_new_tokens"] * scale / rates["generate_tokens_s"] / 3600
+    out["gpu_hours"] = 0.0
+    return out
+
+
 def wall_time(plan: dict, arch: dict, cfg: DictConfig, gpu: dict, world_size: int) -> dict | None:
-    """Hours per stage on `gpu` (conf/throughput.yaml; module docstring), None without a GPU's figures."""
+    """Hours per stage on `gpu` (conf/throughput.yaml; module docstring); on a machine without a GPU (none named,
+    no CUDA device) the CPU estimate; None for a GPU without figures."""
     if "peak_tflops" not in gpu:
+        if gpu.get("name") is None and gpu.get("memory_gb") is None:
+            return cpu_wall_time(plan, shape(arch)["params"], cfg)
         return None
     table, s = throughput(), shape(arch)
     out: dict = {"gpu": gpu["name"]}
@@ -338,8 +383,7 @@ def wall_time(plan: dict, arch: dict, cfg: DictConfig, gpu: dict, world_size: in
         mfu = measured_mfu(gpu["name"])
         out["mfu"], out["mfu_status"] = (mfu, "measured") if mfu else (table["train"]["mfu"], "projected")
         per_epoch = t["tokens"] / max(t["useful_share"][t["batching"]], 1e-9)  # token positions computed
-        epochs = (t["steps"] * t["rows_per_step"] / max(t["rows"], 1)) if cfg.train.max_steps > 0 else cfg.train.epochs
-        flops = 4 * s["params"] * per_epoch * float(epochs)
+        flops = 4 * s["params"] * per_epoch * epochs_run(t, cfg)
         out["train_h"] = flops / (out["mfu"] * gpu["peak_tflops"] * 1e12 * world_size) / 3600
     g = plan.get("generation")
     if g:
@@ -621,7 +665,13 @@ def format_job(i: int, job: DictConfig, p: dict) -> str:
                      f"${c['price']['output']:g} per 1M (judge.price_per_mtok)")
     lines.append(line)
     w = p.get("time")
-    if w:
+    if w and w["gpu"] == "cpu":
+        r = w["rates"]
+        parts = [f"{k} {w[k + '_h']:.2f} h" for k in ("train", "generate") if k + "_h" in w]
+        lines.append("  wall time here, on CPU: " + ", ".join(parts) + f" (measured {r['train_tokens_s']:.0f} training, "
+                     f"{r['generate_tokens_s']:.0f} generated tokens/s, bench/results/train.json, generate.json, "
+                     "scaled by parameters)")
+    elif w:
         parts = [f"{k} {w[k + '_h']:.1f} h" for k in ("train", "generate", "judge") if k + "_h" in w]
         lines.append(f"  wall time on {w['gpu']} x{p['world_size']} ({w.get('mfu_status', 'projected')} figures, "
                      f"conf/throughput.yaml): " + ", ".join(parts) + f"; {w['gpu_hours']:.1f} GPU-hours")
@@ -653,11 +703,13 @@ def format_total(plans: list[dict]) -> str:
     hours = sum((p["time"] or {}).get("train_h", 0) for p in plans if todo(p, "train")) + sum(
         (p["time"] or {}).get("generate_h", 0) for p in plans if todo(p, "generate"))
     gpus = max((p["world_size"] for p in plans), default=1)
+    on_cpu = any((p["time"] or {}).get("gpu") == "cpu" for p in plans)
     return (f"total to do: {trained} training run(s), {_n(steps)} optimizer steps; {_n(gens)} generations; "
             f"{_n(requests)} judge requests" + (f"; peak GPU memory ~{peak / GB:.1f} GB" if peak else "")
             + (f"; judge ${sum(c['usd_min'] for c in costs):,.2f}-${sum(c['usd_max'] for c in costs):,.2f}"
                if costs else "")
-            + (f"; ~{hours * gpus:.1f} GPU-hours" if hours else "")
+            + ((f"; ~{hours:.1f} hours here on CPU, one job at a time" if on_cpu else f"; ~{hours * gpus:.1f} GPU-hours")
+               if hours else "")
             + (f"; plus {len(extra)} naive SFT run(s) outside the sweep, trained on demand" if extra else ""))
 
 

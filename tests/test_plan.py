@@ -247,3 +247,24 @@ def test_grasp_bench_refuses_a_job_that_will_not_fit_its_gpu(tmp_path):
     err = out.stderr.strip().splitlines()
     assert len(err) == 1 and "training needs ~" in err[0] and "gpu.memory_gb" in err[0], err
     assert not (tmp_path / "toy_rude").exists()
+
+
+def test_wall_time_on_a_cpu_scales_the_measured_rates_by_parameters(tiny_cfg, monkeypatch):
+    """Without a GPU the plan's wall time is the embedded model's measured CPU rates (bench/results/train.json,
+    generate.json) scaled by the job's parameter count: its tokens and generations over those rates."""
+    import torch
+
+    from grasp_bench.plan import cpu_rates, job_arch, shape
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = tiny_cfg("method=sft", "train.max_steps=-1", "train.epochs=2", "task.train.limit=10")
+    p, rates = plan_job(cfg), cpu_rates()
+    scale = shape(job_arch(cfg))["params"] / 134_515_008  # conf/model/smollm2_135m.yaml's arch.params
+    assert rates["params"] == 134_515_008 and p["time"]["gpu"] == "cpu"
+    assert p["time"]["train_h"] == pytest.approx(p["train"]["tokens"] * 2 * scale / rates["train_tokens_s"] / 3600)
+    assert p["time"]["generate_h"] == pytest.approx(
+        p["generations"] * p["max_new_tokens"] * scale / rates["generate_tokens_s"] / 3600)
+    assert p["time"]["gpu_hours"] == 0.0
+    assert "peak_tflops" not in p["gpu"]
+    named = plan_job(tiny_cfg("method=sft", "gpu.name=h100"))["time"]  # a named GPU: its figures, not the CPU's
+    assert named["gpu"] == "h100" and named["gpu_hours"] > 0
