@@ -20,7 +20,8 @@ the other, and paired comparisons that say which methods differ and which are wi
   the difference of their headlines excludes 0, else it is within noise.
 
 Pure functions over DataFrames: `prompt_rows` turns one run's judgments into per-prompt sums, `verdict` turns
-those of a runs root into the verdict and the pairs table. grasp_bench/report.py reads the run directories.
+those of a runs root into the verdict and the pairs table; `prompts_csv` and `read_prompts` keep the sums as data
+(prompts.csv.gz), so a verdict can be recomputed without the runs. grasp_bench/report.py reads the run directories.
 """
 
 from __future__ import annotations
