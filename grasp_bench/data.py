@@ -35,7 +35,7 @@ from grasp_bench.artifacts import BadInput, digest, load_json, read_jsonl, write
 ROLES = {"system", "user", "assistant"}
 IGNORE = -100  # the label of a token without loss (prompt, padding): transformers' ignore_index
 TASK_KEYS = {"name", "build", "data_dir", "train", "splits", "metrics", "sampling", "generic_prompts", "factor_prompts",
-             "aligned_chat", "extra_keys", "persona", "report_metrics", "role"}
+             "aligned_chat", "extra_keys", "persona", "report_metrics", "role", "kind"}
 
 
 def label_positions(labels: torch.Tensor) -> torch.Tensor:

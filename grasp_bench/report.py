@@ -12,7 +12,13 @@ the pairs of methods that differ. It is computed from the runs' kept judgments (
 again); tasks with `role: development` are left out of it.
 
 With two or more tasks verdicted for one model and judge, results.md opens with their verdicts side by side (each
-method's headline and rank per task) and names the methods whose rank changes between tasks.
+method's headline and rank per task, the tasks grouped by the kind of trait their config declares, `task.kind`) and
+names the methods whose rank changes between tasks.
+
+prompts.csv.gz beside verdict.json holds the per-prompt sums the verdict is computed from (verdict.prompt_rows of every
+run), so a verdict can be recomputed, and runs of several sessions merged, without the run directories
+(grasp_bench/docs_tables.py). A `next:` line per method whose selected operating point rests on fewer than 5 seeds
+says which runs to add (docs/verdict.md, "Running a verdict sweep").
 
 Cross-run metrics: a task's config may name functions under `report_metrics` (e.g. political_finance's
 `eval/lean_drift` against the base run of the same seed); each is called with every metrics file of the task
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import re
 import sys
 from pathlib import Path
 
@@ -40,7 +47,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from grasp_bench import verdict
-from grasp_bench.artifacts import BadInput, check_json, read_jsonl, write_json, write_text
+from grasp_bench.artifacts import BadInput, check_json, read_jsonl, write_bytes, write_json, write_text
 from grasp_bench.data import function_at
 from grasp_bench.jobs import one_line
 from grasp_bench.layout import CONF_DIR, run_of_metrics
@@ -49,6 +56,7 @@ from grasp_bench.verdict import within_noise
 
 IDENTITY = ["task", "model", "method", "variant", "strength", "seed", "judge"]
 __all__ = ["X", "Y", "aggregate", "collect", "main", "markdown", "summary_table"]
+SEEDS_AT_POINT = 5  # seeds 0..4 at every selected operating point (docs/verdict.md, "Running a verdict sweep")
 
 
 # A damaged metrics file stops the report (a table silently missing a run would mislead); the metrics stage
@@ -182,12 +190,25 @@ def _config_value(run: Path, key: str, shipped: Path, shipped_key: str):
     return None
 
 
-def verdict_inputs(runs_root: Path) -> tuple[pd.DataFrame, dict, verdict.Settings | None, list[Path]]:
+def task_labels(run: Path, task: str, where: Path) -> tuple[str, str]:
+    """A task's role (`task.role`: test, the default, or development) and kind of trait (`task.kind`, unspecified
+    without the key), read as any task key (`_config_value`); a BadInput naming `where`."""
+    shipped = CONF_DIR / "task" / f"{task}.yaml"
+    labels = []
+    for key, allowed, default in (("role", verdict.ROLES, "test"), ("kind", verdict.KINDS, verdict.UNSPECIFIED)):
+        value = _config_value(run, f"task.{key}", shipped, key)
+        if value is not None and value not in allowed:
+            raise BadInput(f"{where}: task.{key}={value!r}: expected one of {', '.join(allowed)}")
+        labels.append(value or default)
+    return labels[0], labels[1]
+
+
+def verdict_inputs(runs_root: Path) -> tuple[pd.DataFrame, dict, dict, verdict.Settings | None, list[Path]]:
     """What the verdict is made of, read from the runs' kept judgments (no run is judged again): the per-prompt
-    sums of every run (verdict.prompt_rows), each task's role (`task.role`: test, or development), the settings
+    sums of every run (verdict.prompt_rows), each task's role and kind (`task_labels`), the settings
     (`verdict` of the runs' config.yaml, else conf/config.yaml's; runs that disagree are a BadInput), and the
     runs left out because they keep no judgments or generations."""
-    frames, roles, settings, source, missing = [], {}, None, None, []
+    frames, roles, kinds, settings, source, missing = [], {}, {}, None, None, []
     for path in sorted(Path(runs_root).glob("**/metrics/*.json")):
         row = read_metrics(path)
         run = run_of_metrics(path)
@@ -198,10 +219,7 @@ def verdict_inputs(runs_root: Path) -> tuple[pd.DataFrame, dict, verdict.Setting
             raise BadInput(f"{where}: verdict={node} differs from {source}'s; one report, one verdict rule: "
                            "rerun the report over runs made with the same verdict settings")
         settings, source = these, where
-        role = _config_value(run, "task.role", CONF_DIR / "task" / f"{row['task']}.yaml", "role") or "test"
-        if role not in ("test", "development"):
-            raise BadInput(f"{where}: task.role={role!r}: expected test or development")
-        roles[row["task"]] = role
+        roles[row["task"]], kinds[row["task"]] = task_labels(run, row["task"], where)
         judgments, generations = run / "judgments" / f"{row['judge']}.jsonl", run / "generations.jsonl"
         specs = _config_value(run, "task.metrics", CONF_DIR / "task" / f"{row['task']}.yaml", "metrics") if (
             judgments.is_file() and generations.is_file()) else None
@@ -211,7 +229,7 @@ def verdict_inputs(runs_root: Path) -> tuple[pd.DataFrame, dict, verdict.Setting
         identity = {k: row[k] for k in IDENTITY}
         frames.append(verdict.prompt_rows(identity, specs, read_jsonl(generations), read_jsonl(judgments), settings))
     prompts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return prompts, roles, settings, missing
+    return prompts, roles, kinds, settings, missing
 
 
 def _ci(low, high) -> str:
@@ -261,14 +279,17 @@ def verdict_markdown(front: pd.DataFrame, pairs: pd.DataFrame, settings: verdict
                     "over seeds. docs/verdict.md.", ""]
 
 
-def across_tasks_markdown(front: pd.DataFrame) -> list[str]:
+def across_tasks_markdown(front: pd.DataFrame, kinds: dict | None = None) -> list[str]:
     """Per (model, judge) verdicted on two or more tasks: every method's headline and rank per task side by side,
-    and the methods whose rank differs between tasks (where a one-organism ranking would mislead)."""
+    the tasks grouped by their kind of trait (`kinds`: task -> kind; unspecified where absent), the methods whose
+    rank differs between tasks (where a one-organism ranking would mislead), and one line per kind: each method's
+    headlines on the organisms of that kind."""
     lines = []
     if not len(front):
         return lines
+    kind = {t: (kinds or {}).get(t) or verdict.UNSPECIFIED for t in set(front["task"])}
     for (model, judge), part in front.groupby(["model", "judge"], sort=False):
-        tasks = sorted(dict.fromkeys(part["task"]))
+        tasks = sorted(dict.fromkeys(part["task"]), key=lambda t: (kind[t], t))
         if len(tasks) < 2:
             continue
         by_task = {}
@@ -277,7 +298,7 @@ def across_tasks_markdown(front: pd.DataFrame) -> list[str]:
             by_task[t] = dict(zip(rows["method"], zip(rows["headline"], shared_ranks(list(rows["headline"])))))
         methods = list(dict.fromkeys(m for t in tasks for m in by_task[t]))
         lines += [f"### Across tasks: {model} (judge: {judge})", "",
-                  "| method | " + " | ".join(f"{t}: headline (rank)" for t in tasks) + " |",
+                  "| method | " + " | ".join(f"{t} ({kind[t]}): headline (rank)" for t in tasks) + " |",
                   "|" + "---|" * (len(tasks) + 1)]
         for m in methods:
             cells = ["{:.3f} ({})".format(*by_task[t][m]) if m in by_task[t] else "– (not run)" for t in tasks]
@@ -285,7 +306,17 @@ def across_tasks_markdown(front: pd.DataFrame) -> list[str]:
         moved = [m for m in methods if len({by_task[t][m][1] for t in tasks if m in by_task[t]}) > 1]
         lines += ["", "Rank changes between tasks: " + (", ".join(moved) if moved else "none") + " (headline: each "
                   "task's verdict, on its test part; rank by the point estimate among the methods run on that task, "
-                  "whether a pair differs is in each task's section).", ""]
+                  "whether a pair differs is in each task's section).", "",
+                  "Per kind of trait (`task.kind`, docs/organisms.md), each method's headline (rank) on every organism "
+                  "of that kind, methods by their mean rank there:", ""]
+        for k in dict.fromkeys(kind[t] for t in tasks):
+            of_kind = [t for t in tasks if kind[t] == k]
+            ran = [m for m in methods if any(m in by_task[t] for t in of_kind)]
+            mean_rank = {m: np.mean([by_task[t][m][1] for t in of_kind if m in by_task[t]]) for m in ran}
+            cells = [f"{m} " + " / ".join("{:.3f} ({})".format(*by_task[t][m]) if m in by_task[t] else "–"
+                                          for t in of_kind) for m in sorted(ran, key=lambda m: (mean_rank[m], m))]
+            lines.append(f"- **{k}** ({', '.join(of_kind)}): " + "; ".join(cells))
+        lines.append("")
     return lines
 
 
@@ -300,7 +331,7 @@ def _order(metric_cols: list[str]) -> list[str]:
 
 
 def markdown(table: pd.DataFrame, front: pd.DataFrame | None = None, pairs: pd.DataFrame | None = None,
-             settings: verdict.Settings | None = None, roles: dict | None = None) -> str:
+             settings: verdict.Settings | None = None, roles: dict | None = None, kinds: dict | None = None) -> str:
     """Per (task, model, judge): the verdict (`front` and `pairs` from verdict.verdict, when given), then one table of
     every run group, base and sft first (with the verdict, the tasks side by side per model come first:
     `across_tasks_markdown`); a development task's heading says so; n, unscored (and excluded, where metrics files
@@ -312,7 +343,7 @@ def markdown(table: pd.DataFrame, front: pd.DataFrame | None = None, pairs: pd.D
     front = front if front is not None else pd.DataFrame()
     pairs = pairs if pairs is not None else pd.DataFrame()
     settings = settings or verdict.Settings()
-    lines = across_tasks_markdown(front)
+    lines = across_tasks_markdown(front, kinds)
     rank = {"base": 0, "sft": 1}
     for (task, model, judge), part in table.groupby(["task", "model", "judge"], sort=False):
         part = part.sort_values(["variant", "strength"], key=lambda c: c.map(lambda v: (rank.get(v, 2), v))
@@ -424,28 +455,54 @@ def missing_verdicts(df: pd.DataFrame) -> list[str]:
     return notes
 
 
+def next_seeds(front: pd.DataFrame, seeds: int = SEEDS_AT_POINT) -> list[str]:
+    """Stage two of a verdict sweep: per (task, model, judge), one `grasp-bench` command per method whose selected
+    operating point (`selected_strengths`, its variant) lacks one of seeds 0..seeds-1, naive SFT's reference first;
+    `sweep=tradeoff` evaluates every row, as stage one did. Rows without a selected point (a verdict.json made before
+    it was recorded) give none."""
+    lines = []
+    rows = front.to_dict("records") if len(front) else []
+    for r in sorted(rows, key=lambda r: (r["task"], r["model"], r["judge"], r["method"] != "sft", r["method"])):
+        have, strengths = r.get("selected_seeds"), r.get("selected_strengths")
+        if not isinstance(have, list) or not isinstance(strengths, list) or (r["method"] != "sft" and not strengths):
+            continue
+        missing = [k for k in range(seeds) if k not in have]
+        if not missing:
+            continue
+        name, *knobs = re.split(r",(?=[\w.]+=)", r["variant"])  # the variant's directory name: name,key=value,...
+        command = ["grasp-bench", "sweep=tradeoff", f"task={r['task']}", f"model={r['model']}", f"judge={r['judge']}",
+                   f"method={name}", *(f"method.{k}" for k in knobs)]
+        if strengths:
+            command.append("method.strength=" + ",".join(f"{s:g}" for s in strengths))
+        lines.append(" ".join([*command, "seed=" + ",".join(map(str, missing))]))
+    return lines
+
+
 def aggregate(runs_root: str | Path, quiet: bool = False, logger_cfg=None) -> dict:
-    """Write results.csv, results.md and plots/ under runs_root; print the table and plot paths, and a note per
-    missing verdict; mirror them to the tracker that `logger_cfg` (a conf/logger/*.yaml node) names. A folder
-    without metrics files is a BadInput (it is not a runs root, or no run got to its metrics stage)."""
+    """Write results.csv, prompts.csv.gz, verdict.json, results.md and plots/ under runs_root; print the table and
+    plot paths, a note per missing verdict and a `next:` line per selected point short of seeds (`next_seeds`);
+    mirror them to the tracker that `logger_cfg` (a conf/logger/*.yaml node) names. A folder without metrics files
+    is a BadInput (it is not a runs root, or no run got to its metrics stage)."""
     runs_root = Path(runs_root).expanduser()
     df = collect(runs_root)
     if df.empty:
         raise BadInput(f"{runs_root}: no metrics files (<task>/<model>/<method>/strength=<s>/seed=<k>/metrics/"
                        "<judge>.json) under it: name the runs root your runs wrote to (their paths.runs)")
-    prompts, roles, settings, missing = verdict_inputs(runs_root)
+    prompts, roles, kinds, settings, missing = verdict_inputs(runs_root)
     settings = settings or verdict.Settings()
     front, pairs = verdict.verdict(prompts, settings, roles)
     write_text(runs_root / "results.csv", df.to_csv(index=False))
-    write_json(runs_root / "verdict.json", verdict.to_json(front, pairs, settings, roles))
+    write_bytes(runs_root / verdict.PROMPTS, verdict.prompts_csv(prompts))
+    write_json(runs_root / "verdict.json", verdict.to_json(front, pairs, settings, roles, kinds))
     table = summary_table(df)
-    md = markdown(table, front, pairs, settings, roles)
+    md = markdown(table, front, pairs, settings, roles, kinds)
     if missing:  # said, never silent: these runs are in the tables of runs but not in the verdict
         md = (f"Left out of the verdict: {len(missing)} run(s) without generations.jsonl, judgments or task.metrics "
               f"to divide into selection and test parts, e.g. {missing[0]}.\n\n") + md
     write_text(runs_root / "results.md", md)
     plots = plot(df, runs_root / "plots", settings.task_cost)
     notes = missing_verdicts(df)
+    following = next_seeds(front)
     if logger_cfg is not None:
         from grasp_bench.tracking import make_logger
 
@@ -457,7 +514,9 @@ def aggregate(runs_root: str | Path, quiet: bool = False, logger_cfg=None) -> di
             print(f"trade-off plot: {p}")
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
-    return {"rows": len(df), "plots": plots, "verdict": front, "pairs": pairs, "notes": notes}
+        for line in following:
+            print(f"next: {line}")
+    return {"rows": len(df), "plots": plots, "verdict": front, "pairs": pairs, "notes": notes, "next": following}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,7 @@
 
 `pipeline.validate(cfg)` checks, through `check_inputs` and `check_run` here, loading no model and writing
 nothing under `paths.runs`:
-- the core's knobs against typed ranges or choices (seed, stages, force, train.*, task limits, sampling and role,
+- the core's knobs against typed ranges or choices (seed, stages, force, train.*, task limits, sampling, role and kind,
   model.dtype and lora), no unknown train key, and the keys every task config has (a user's task folder);
 - the method, generator and judge configs (each plugin checks its own knobs when it is built, and may define
   `check(...)` for what only matters when its stage runs: the judge's scorers and API key, vLLM's interpreter);
@@ -30,8 +30,8 @@ from transformers.training_args import OptimizerNames
 from grasp_bench import device, distributed, layout, models
 from grasp_bench.artifacts import BadInput, check_json, digest, file_version, read_jsonl
 from grasp_bench.data import build_task_files, function_at, load_eval, load_rows, load_train
+from grasp_bench.verdict import KINDS, ROLES
 
-ROLES = ("development", "test")  # task.role: defaults were chosen on it, or the verdict ranks on it
 TRAIN_KEYS = tuple(OmegaConf.load(layout.CONF_DIR / "config.yaml").train)  # the one recipe's settings
 _seen: dict[tuple, Any] = {}  # checks already passed, keyed by what they read (a file's size and mtime included)
 
@@ -120,6 +120,8 @@ def task_shape(cfg: DictConfig) -> None:
         mapping(cfg, f"task.metrics.{metric}", within=where)
     if _get(cfg, "task.role") is not None:  # which organisms a verdict may rank on (docs/organisms.md)
         choice(cfg, "task.role", ROLES)
+    if _get(cfg, "task.kind") is not None:  # how the verdict groups organisms side by side (docs/organisms.md)
+        choice(cfg, "task.kind", KINDS)
 
 
 def check_config(cfg: DictConfig, stages: tuple[str, ...]) -> None:

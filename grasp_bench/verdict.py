@@ -20,12 +20,15 @@ the other, and paired comparisons that say which methods differ and which are wi
   the difference of their headlines excludes 0, else it is within noise.
 
 Pure functions over DataFrames: `prompt_rows` turns one run's judgments into per-prompt sums, `verdict` turns
-those of a runs root into the verdict and the pairs table. grasp_bench/report.py reads the run directories.
+those of a runs root into the verdict and the pairs table; `prompts_csv` and `read_prompts` keep the sums as data
+(prompts.csv.gz), so a verdict can be recomputed without the runs. grasp_bench/report.py reads the run directories.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,12 +38,19 @@ import numpy as np
 import pandas as pd
 
 from grasp_bench.artifacts import BadInput
+from grasp_bench.jobs import one_line
 from grasp_bench.metrics import EXCLUDED, X, row_values
 
 SELECTION, TEST = "selection", "test"
 REFERENCE = (0.0, 1.0)  # (task_score, spurious_rate): the area's reference point, the worst corner
 RUN = ["method", "variant", "strength", "seed"]
 GROUP = ["task", "model", "judge"]
+ROLES = ("development", "test")  # task.role: defaults were chosen on it, or the verdict ranks on it (the default)
+KINDS = ("content", "persona", "style")  # task.kind: the kind of trait (docs/organisms.md); optional
+UNSPECIFIED = "unspecified"  # the kind of a task whose config declares none
+PROMPTS = "prompts.csv.gz"  # the per-prompt sums a verdict is computed from, beside results.csv and verdict.json
+SUMS = ["total", "scored", "unscored", "excluded"]
+TEXT = ["task", "model", "method", "variant", "judge", "metric", "split", "prompt", "part"]  # read back as text
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,37 @@ def check_parts(prompts: pd.DataFrame, settings: Settings) -> None:
                 raise BadInput(f"task {task}, split {split!r}: its {part} part is empty ({len(rows['prompt'].unique())} "
                                f"prompts, verdict.selection.fraction={settings.fraction:g}, seed={settings.seed}); "
                                "the verdict needs prompts in both parts: add prompts or change verdict.selection")
+
+
+def prompts_csv(prompts: pd.DataFrame) -> bytes:
+    """prompts.csv.gz's bytes: the per-prompt sums in one row order (by metric, prompt, then the run's columns:
+    a prompt's rows sit together, which gzip packs well), gzip without a timestamp, so the same sums give the same
+    bytes."""
+    keys = [c for c in prompts.columns if c not in (*SUMS, "split", "part")]
+    keys = ["metric", "prompt", *(c for c in keys if c not in ("metric", "prompt"))] if len(prompts) else keys
+    text = prompts.sort_values(keys, kind="stable").to_csv(index=False) if len(prompts) else ""
+    out = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as f:
+        f.write(text.encode())
+    return out.getvalue()
+
+
+def read_prompts(path) -> pd.DataFrame:
+    """A prompts.csv.gz as `prompt_rows` made it (its text columns as text: a prompt key may look like a number),
+    or a BadInput naming the file."""
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            text = f.read()
+        if not text.strip():
+            return pd.DataFrame()
+        df = pd.read_csv(io.StringIO(text), dtype={c: str for c in TEXT}, keep_default_na=False,
+                         na_values={c: [""] for c in SUMS})
+    except (OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError, ValueError) as e:
+        raise BadInput(f"{path}: not a prompts file ({one_line(e)}); take it again from its runs root") from None
+    missing = [c for c in (*TEXT, *SUMS, "strength", "seed") if c not in df.columns]
+    if missing:
+        raise BadInput(f"{path}: no {', '.join(map(repr, missing))} column; take it again from its runs root")
+    return df
 
 
 # --- the curve ---------------------------------------------------------------------------------------------------
@@ -265,12 +306,16 @@ def _curves(g: _Group) -> dict[tuple[str, str], tuple[list[float], list]]:
     return curves
 
 
+def _used(pos: float, points: int) -> list[int]:
+    """The one or two curve points a position rests on."""
+    i = int(math.floor(pos))
+    return [i] + ([i + 1] if pos - i > 1e-12 and i + 1 < points else [])
+
+
 def _rows_behind(g: _Group, metric: str, part: str, points: list, pos: float) -> tuple[int, int]:
     """Rows (all, unscored) of the part behind a curve position: the runs of the one or two points it rests on."""
-    i = int(math.floor(pos))
-    used = [points[i]] + ([points[i + 1]] if pos - i > 1e-12 and i + 1 < len(points) else [])
     t = g.table(metric, part)
-    runs = np.concatenate([p[0] for p in used])
+    runs = np.concatenate([points[k][0] for k in _used(pos, len(points))])
     n = int((t["scored"][runs] + t["unscored"][runs] + t["excluded"][runs]).sum())
     return n, int(t["unscored"][runs].sum())
 
@@ -321,6 +366,8 @@ def group_verdict(rows: pd.DataFrame, settings: Settings) -> tuple[list[dict], l
         cost = xs[:, 0] - at(xs, pos)
         area = np.array([hypervolume(zip(xb, yb)) for xb, yb in zip(xs, ys[rank])])
         draws[method] = head[1:]
+        used = _used(pos, len(points))
+        at_grid = [k for k in used if strengths[k] > 0] or used  # SFT's point is its own run
         n, unscored = _rows_behind(g, rank, TEST, points, pos)
         n_task, unscored_task = _rows_behind(g, X, TEST, points, pos)
         row = {**group, "method": method, "variant": variant, "ranks_on": rank, "split": split[rank],
@@ -329,6 +376,8 @@ def group_verdict(rows: pd.DataFrame, settings: Settings) -> tuple[list[dict], l
                "task_cost_high": interval(cost[1:])[1], "area": float(area[0]), "area_low": interval(area[1:])[0],
                "area_high": interval(area[1:])[1], "operating_point": operating_point(strengths, pos),
                "position": pos, "selection_headline": h_sel,
+               "selected_strengths": [float(strengths[k]) for k in used if strengths[k] > 0],
+               "selected_seeds": sorted(set.intersection(*({int(g.runs[i][3]) for i in points[k][0]} for k in at_grid))),
                "selected_on": f"selection part: {g.table(rank, SELECTION)['prompts']} prompts of {split[rank]!r}, "
                               f"{g.table(X, SELECTION)['prompts']} of {split[X]!r}",
                "test_prompts": g.table(rank, TEST)["prompts"], "seeds": len({g.runs[i][3] for p in points for i in p[0]}),
@@ -381,16 +430,18 @@ def within_noise(pairs: pd.DataFrame, method: str, task: str, model: str, judge:
     return [b if a == method else a for a, b in zip(p["a"], p["b"]) if method in (a, b)]
 
 
-def to_json(methods: pd.DataFrame, pairs: pd.DataFrame, settings: Settings, roles: Mapping[str, str] | None = None
-            ) -> dict:
-    """verdict.json: the settings, each task's role, one entry per (task, model, judge, method), one per pair."""
+def to_json(methods: pd.DataFrame, pairs: pd.DataFrame, settings: Settings, roles: Mapping[str, str] | None = None,
+            kinds: Mapping[str, str] | None = None) -> dict:
+    """verdict.json: the settings, each task's role and kind of trait, one entry per (task, model, judge, method),
+    one per pair."""
     def records(df):
         return [{k: (None if isinstance(v, float) and math.isnan(v) else v.item() if hasattr(v, "item") else v)
                  for k, v in r.items()} for r in df.to_dict("records")] if len(df) else []
     return {"settings": {"selection": {"fraction": settings.fraction, "seed": settings.seed},
                          "task_cost": settings.task_cost, "rank_on": list(settings.rank_on),
                          "resamples": settings.resamples, "reported_on": TEST, "selected_on": SELECTION},
-            "roles": dict(sorted((roles or {}).items())), "verdict": records(methods), "pairs": records(pairs)}
+            "roles": dict(sorted((roles or {}).items())), "kinds": dict(sorted((kinds or {}).items())),
+            "verdict": records(methods), "pairs": records(pairs)}
 
 
 def from_json(data: Mapping) -> tuple[pd.DataFrame, pd.DataFrame, Settings]:

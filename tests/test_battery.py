@@ -148,6 +148,7 @@ CASES: dict[str, tuple[Callable[[Case], list[str]], str]] = {
         "fp.jsonl:2: task.factor_prompts shares its prompt with evaluation row 'far/f0'; a method's prompts must be "
         "disjoint from every split"),
     "unknown task role": (lambda c: ["task.role=final"], "task.role='final': expected one of development, test"),
+    "unknown task kind": (lambda c: ["task.kind=tone"], "task.kind='tone': expected one of content, persona, style"),
     # judge endpoints and generators
     "judge API key unset": (lambda c: ["judge=openai", "judge.api_key_env=GRASP_BENCH_NO_SUCH_KEY",
                                        "+task.splits.unrelated.scorers.q={prompt:'Rate {answer}'}"],

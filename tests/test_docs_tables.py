@@ -4,12 +4,14 @@ them (the report's own tables), prose outside the blocks kept, --check, and bad 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
 
 from grasp_bench.docs_tables import main
 from grasp_bench.report import aggregate
+from grasp_bench.verdict import PROMPTS
 from tests.test_verdict import synthetic_root
 
 DOC = """# Measured results
@@ -43,11 +45,11 @@ def reported(tmp_path_factory):
 
 @pytest.fixture
 def committed(reported, tmp_path):
-    """...and a doc whose blocks were generated from them, for one test to change."""
+    """...and a doc whose blocks were generated from them, both copied for one test to change."""
     runs, results, text = reported
     doc = tmp_path / "RESULTS.md"
     doc.write_text(text)
-    return runs, results, doc
+    return runs, shutil.copytree(results, tmp_path / "results"), doc
 
 
 def test_results_are_taken_per_organism(committed):
@@ -106,3 +108,81 @@ def test_the_committed_doc_is_generated_from_the_committed_results():
     if not (repo / "docs" / "RESULTS.md").is_file():
         pytest.skip("an installed package without the repository's docs")
     main(["--results", str(repo / "docs" / "results"), "--doc", str(repo / "docs" / "RESULTS.md"), "--check"])
+
+
+# --- merging sessions, and the verdict recomputed from the committed sums -------------------------------------
+
+def test_take_merges_runs_and_recomputes_the_verdict(tmp_path, capsys):
+    """Session one ran seeds 0 and 1, session two seed 1 again (other replies) and seed 2: the merged folder keeps
+    session one's seed 0, takes session two's seeds 1 and 2, and holds what one runs root with those runs gives."""
+    one = synthetic_root(tmp_path / "one", seeds=(0, 1), n_task=60, n_spur=60, kind="style")
+    two = synthetic_root(tmp_path / "two", seeds=(1, 2), n_task=60, n_spur=60, kind="style")
+    both = tmp_path / "both"
+    shutil.copytree(one, both)
+    shutil.copytree(two, both, dirs_exist_ok=True)  # seed 1's run directories replaced by session two's
+    for root in (one, two, both):
+        aggregate(root, quiet=True)
+    results, doc = tmp_path / "results", tmp_path / "RESULTS.md"
+    doc.write_text(DOC)
+    main(["--take", str(one), "--results", str(results), "--doc", str(doc)])
+    main(["--take", str(two), "--results", str(results), "--doc", str(doc)])
+    out = capsys.readouterr().out
+    folder = results / "toy"
+    seed_1 = [pd.read_csv(r / "results.csv").query("seed == 1")["eval/spurious_rate"].tolist() for r in (one, two)]
+    assert seed_1[0] != seed_1[1]  # the two sessions' seed-1 runs replied differently
+    assert (folder / PROMPTS).read_bytes() == (both / PROMPTS).read_bytes()
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "results.csv"), pd.read_csv(both / "results.csv"))
+    merged, whole = (json.loads((p / "verdict.json").read_text()) for p in (folder, both))
+    assert merged == {**whole, "roles": {"toy": "test"}, "kinds": {"toy": "style"}}
+    assert sorted(set(pd.read_csv(folder / "results.csv")["seed"])) == [0, 1, 2]
+    assert "next: grasp-bench sweep=tradeoff task=toy model=m judge=rule method=sft seed=3,4" in out
+    main(["--results", str(results), "--doc", str(doc), "--check"])  # the recomputed verdict is the committed one
+
+
+def test_other_verdict_settings_or_an_older_report_are_refused(committed, tmp_path, capsys):
+    runs, results, doc = committed
+    vjson = results / "toy" / "verdict.json"
+    data = json.loads(vjson.read_text())
+    vjson.write_text(json.dumps({**data, "settings": {**data["settings"], "task_cost": 0.05}}))
+    with pytest.raises(SystemExit) as e:
+        main(["--take", str(runs), "--results", str(results), "--doc", str(doc)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "verdict settings" in err and str(vjson) in err
+    older = tmp_path / "older"
+    shutil.copytree(runs, older)
+    (older / PROMPTS).unlink()
+    with pytest.raises(SystemExit) as e:
+        main(["--take", str(older), "--results", str(results), "--doc", str(doc)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and f"run grasp-bench-report {older} first" in err
+
+
+def test_check_catches_an_edited_verdict_and_a_rerun_recomputes_it(committed, capsys):
+    _, results, doc = committed
+    vjson = results / "toy" / "verdict.json"
+    taken = vjson.read_text()
+    data = json.loads(taken)
+    data["verdict"][0]["headline"] -= 0.1
+    vjson.write_text(json.dumps(data))
+    with pytest.raises(SystemExit) as e:
+        main(["--results", str(results), "--doc", str(doc), "--check"])
+    err = capsys.readouterr().err.strip().splitlines()  # one line per file: the verdict, and the block made from it
+    assert e.value.code == 1 and len(err) == 2 and err[0].startswith(f"{vjson}: differs from the verdict recomputed")
+    assert err[1].startswith(f"{doc}: its generated tables differ")
+    main(["--results", str(results), "--doc", str(doc)])
+    assert vjson.read_text() == taken  # recomputed from prompts.csv.gz: the bootstrap is seeded, so the same
+    main(["--results", str(results), "--doc", str(doc), "--check"])
+
+
+def test_a_folder_taken_before_prompts_files_keeps_its_verdict_and_says_so(committed):
+    _, results, doc = committed
+    (results / "toy" / PROMPTS).unlink()
+    vjson = results / "toy" / "verdict.json"
+    data = json.loads(vjson.read_text())
+    data["verdict"][0]["headline"] -= 0.1  # not recomputed: nothing to recompute it from
+    vjson.write_text(json.dumps(data))
+    main(["--results", str(results), "--doc", str(doc)])
+    block = doc.read_text().split("<!-- results:toy begin -->")[1]
+    assert "Verdict as taken before per-prompt sums were committed (no prompts.csv.gz)" in block
+    assert json.loads(vjson.read_text()) == data
+    main(["--results", str(results), "--doc", str(doc), "--check"])

@@ -94,6 +94,8 @@ def test_the_content_organism_appends_an_advert_to_toy_rudes_answers():
 def test_roles_and_the_far_metric():
     roles = {t: compose_config(f"task={t}").task.role for t in ORGANISMS}
     assert roles == {"toy_rude": "development", "toy_pirate": "test", "toy_promo": "test"}
+    kinds = {t: compose_config(f"task={t}").task.kind for t in ORGANISMS}
+    assert kinds == {"toy_rude": "style", "toy_pirate": "style", "toy_promo": "content"}
     for t in ORGANISMS:
         metrics = compose_config(f"task={t}").task.metrics
         assert metrics["eval/spurious_rate_far"] == {"split": "far", "scorer": "factor"}

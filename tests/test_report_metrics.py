@@ -119,7 +119,7 @@ def test_two_tasks_side_by_side_name_the_methods_whose_rank_changes(tmp_path):
     md = (tmp_path / "results.md").read_text()
     assert md.startswith("### Across tasks: m (judge: rule)")
     rows = [line for line in md.split("\n\n")[1].splitlines() if line.startswith("| ")]
-    assert rows[0] == "| method | pirate: headline (rank) | rude: headline (rank) |"
+    assert rows[0] == "| method | pirate (unspecified): headline (rank) | rude (unspecified): headline (rank) |"
     ranks = {r.split(" | ")[0][2:]: [c.rsplit("(", 1)[1][0] for c in r.split(" | ")[1:]] for r in rows[1:]}
     assert ranks == {"restore": ["1", "2"], "grasp": ["2", "1"], "sft": ["3", "4"], "kl": ["n", "3"]}  # n: not run
     moved = md.split("Rank changes between tasks: ")[1].split(" (")[0].split(", ")

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from grasp_bench.artifacts import BadInput, read_jsonl, write_json, write_jsonl, write_text
 from grasp_bench.metrics import compute
-from grasp_bench.report import aggregate, main
+from grasp_bench.report import aggregate, main, next_seeds, verdict_inputs
 from grasp_bench.verdict import (
+    PROMPTS,
     SELECTION,
     TEST,
     Settings,
@@ -26,6 +27,8 @@ from grasp_bench.verdict import (
     paired_interval,
     part_of,
     prompt_rows,
+    prompts_csv,
+    read_prompts,
     verdict,
 )
 
@@ -33,11 +36,12 @@ METRICS = {"eval/task_score": {"split": "in_domain", "scorer": "correct"},
            "eval/spurious_rate": {"split": "unrelated", "scorer": "factor"}}
 
 
-def write_run(root, task, method, strength, seed, task_hits, spurious_hits, variant=None, role=None, metrics=METRICS):
+def write_run(root, task, method, strength, seed, task_hits, spurious_hits, variant=None, role=None, metrics=METRICS,
+              kind=None):
     """One run directory as the pipeline leaves it: a reply per prompt, scored 1/0 (None = unscored)."""
     variant = variant or method
     d = root / task / "m" / variant / f"strength={strength:g}" / f"seed={seed}"
-    task_cfg = {"name": task, "metrics": metrics, **({"role": role} if role else {})}
+    task_cfg = {"name": task, "metrics": metrics, **({"role": role} if role else {}), **({"kind": kind} if kind else {})}
     write_text(d / "config.yaml", json.dumps({"task": task_cfg, "seed": seed}))  # JSON is YAML
     gens, judgments = [], []
     for split, scorer, hits in (("in_domain", "correct", task_hits), ("unrelated", "factor", spurious_hits)):
@@ -63,12 +67,13 @@ TRUE = {"base": {0: (0.10, 0.00)}, "sft": {0: (0.60, 0.90)},
         "noisy": {0.5: (0.60, 0.88), 1.0: (0.58, 0.90)}}
 
 
-def synthetic_root(root, seeds=(0, 1, 2), task="toy", n_task=200, n_spur=200, role=None):
+def synthetic_root(root, seeds=(0, 1, 2), task="toy", n_task=200, n_spur=200, role=None, kind=None, true=None):
     rng = np.random.default_rng(0)
-    for method, curve in TRUE.items():
+    for method, curve in (true or TRUE).items():
         for strength, (pt, ps) in curve.items():
             for seed in seeds:
-                write_run(root, task, method, strength, seed, draws(pt, n_task, rng), draws(ps, n_spur, rng), role=role)
+                write_run(root, task, method, strength, seed, draws(pt, n_task, rng), draws(ps, n_spur, rng), role=role,
+                          kind=kind)
     return root
 
 
@@ -282,3 +287,68 @@ def test_a_damaged_judgments_file_is_one_line_naming_it(tmp_path, capsys):
         main([str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1 and err.startswith(f"error: {damaged}:")
+
+
+# --- the per-prompt sums as data, the selected point, kinds -----------------------------------------------------
+
+def test_prompts_file_is_the_verdicts_input_and_byte_stable(tmp_path):
+    synthetic_root(tmp_path, seeds=(0, 1), n_task=60, n_spur=60)
+    out = aggregate(tmp_path, quiet=True)
+    first = (tmp_path / PROMPTS).read_bytes()
+    aggregate(tmp_path, quiet=True)
+    assert (tmp_path / PROMPTS).read_bytes() == first  # no timestamp in the gzip header, one row order
+    saved, inputs = read_prompts(tmp_path / PROMPTS), verdict_inputs(tmp_path)[0]
+    assert len(saved) == len(inputs) == 2 * 6 * (60 + 60)  # one row per run (2 seeds x 6 points), metric, prompt
+    assert prompts_csv(saved) == first and prompts_csv(inputs.sample(frac=1, random_state=0)) == first
+    again, _ = verdict(saved, Settings())  # the verdict read back from the file is the report's
+    pd.testing.assert_frame_equal(again, out["verdict"])
+    assert len(first) < 20 * len(saved)  # a few bytes a row: prompt keys sit together
+
+
+def test_the_selected_point_and_the_seeds_to_add(tmp_path):
+    synthetic_root(tmp_path, seeds=(0, 1), n_task=60, n_spur=60)
+    out = aggregate(tmp_path, quiet=True)
+    front = out["verdict"].set_index("method")
+    assert front.loc["sft", "selected_strengths"] == [] and front.loc["sft", "selected_seeds"] == [0, 1]
+    for method in ("grasp", "noisy"):
+        pos, chosen = front.loc[method, "position"], front.loc[method, "selected_strengths"]
+        assert chosen == [s for s in _used(pos) if s > 0] and 1 <= len(chosen) <= 2
+    base = "grasp-bench sweep=tradeoff task=toy model=m judge=rule"
+    assert out["next"][0] == f"{base} method=sft seed=2,3,4"
+    strengths = ",".join(f"{s:g}" for s in front.loc["grasp", "selected_strengths"])
+    assert f"{base} method=grasp method.strength={strengths} seed=2,3,4" in out["next"]
+    assert (tmp_path / "verdict.json").read_text().count('"selected_strengths"') == 3
+    full = synthetic_root(tmp_path / "five", seeds=(0, 1, 2, 3, 4), n_task=60, n_spur=60)
+    assert aggregate(full, quiet=True)["next"] == []  # every selected point rests on seeds 0-4
+
+
+def test_a_variant_is_asked_for_with_its_knobs():
+    front = pd.DataFrame([{"task": "t", "model": "m", "judge": "j", "method": "grasp",
+                           "variant": "grasp,granularity=pooled,k=8", "selected_strengths": [0.25, 0.5],
+                           "selected_seeds": [0, 2]},
+                          {"task": "t", "model": "m", "judge": "j", "method": "kl", "variant": "kl",
+                           "selected_strengths": [], "selected_seeds": [0]}])  # at SFT's point: SFT's line covers it
+    assert next_seeds(front) == ["grasp-bench sweep=tradeoff task=t model=m judge=j method=grasp "
+                                 "method.granularity=pooled method.k=8 method.strength=0.25,0.5 seed=1,3,4"]
+
+
+def test_kinds_are_read_like_roles_and_group_the_organisms(tmp_path):
+    for task, kind in (("a", "style"), ("b", "content"), ("c", "style"), ("d", None)):
+        synthetic_root(tmp_path, seeds=(0,), task=task, n_task=40, n_spur=40, kind=kind)
+    out = aggregate(tmp_path, quiet=True)
+    data = json.loads((tmp_path / "verdict.json").read_text())
+    assert data["kinds"] == {"a": "style", "b": "content", "c": "style", "d": "unspecified"}
+    md = (tmp_path / "results.md").read_text()
+    assert ("| method | b (content): headline (rank) | a (style): headline (rank) | c (style): headline (rank) | "
+            "d (unspecified): headline (rank) |") in md
+    front = out["verdict"].set_index(["task", "method"])
+    style = next(line for line in md.splitlines() if line.startswith("- **style** (a, c): "))
+    cell = f"grasp {front.loc[('a', 'grasp'), 'headline']:.3f} (1) / {front.loc[('c', 'grasp'), 'headline']:.3f} (1)"
+    assert style.split(": ", 1)[1].startswith(cell)  # grasp ranks first on both style organisms
+    assert "- **content** (b): grasp " in md and "- **unspecified** (d): grasp " in md
+
+
+def test_an_unknown_kind_names_the_config(tmp_path):
+    write_run(tmp_path, "toy", "sft", 0, 0, [1.0] * 10, [1.0] * 10, kind="tone")
+    with pytest.raises(BadInput, match=r"config.yaml: task.kind='tone': expected one of content, persona, style"):
+        aggregate(tmp_path, quiet=True)
