@@ -168,14 +168,16 @@ def caveat(folder: Path, df: pd.DataFrame) -> str:
 
 def blocks(results_dir: Path) -> dict[str, str]:
     """Block name -> its generated markdown, one per organism folder, and the side-by-side block."""
-    out, fronts, kinds = {}, [], {}
+    out, fronts, kinds, goals = {}, [], {}, {}
     for folder in sorted(p for p in results_dir.iterdir() if p.is_dir()) if results_dir.is_dir() else []:
         df, front, pairs, settings, roles, these = organism_tables(folder)
         out[folder.name] = (caveat(folder, df) + markdown(summary_table(df), front, pairs, settings, roles)).strip()
         fronts.append(front)
         kinds |= these
+        goals |= {t: settings for t in set(front.get("task", []))}
     fronts = [f for f in fronts if len(f)]
-    out[ACROSS] = "\n".join(across_tasks_markdown(pd.concat(fronts, ignore_index=True), kinds)).strip() if fronts else ""
+    out[ACROSS] = ("\n".join(across_tasks_markdown(pd.concat(fronts, ignore_index=True), kinds, goals)).strip()
+                   if fronts else "")
     return out
 
 
@@ -213,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.take:
             for folder, result in take(Path(args.take), results_dir):
                 print(f"results files: {folder}")
-                for line in next_seeds(verdict.from_json(result)[0]):
+                front, _, settings = verdict.from_json(result)
+                for line in next_seeds(front, settings.power_seeds):
                     print(f"next: {line}")
         stale = stale_verdicts(results_dir, write=not args.check)
         if not doc.is_file():

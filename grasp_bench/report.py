@@ -17,8 +17,9 @@ names the methods whose rank changes between tasks.
 
 prompts.csv.gz beside verdict.json holds the per-prompt sums the verdict is computed from (verdict.prompt_rows of every
 run), so a verdict can be recomputed, and runs of several sessions merged, without the run directories
-(grasp_bench/docs_tables.py). A `next:` line per method whose selected operating point rests on fewer than 5 seeds
-says which runs to add (docs/verdict.md, "Running a verdict sweep").
+(grasp_bench/docs_tables.py). A `next:` line per method whose selected operating point rests on fewer than
+`verdict.power.seeds` (5) seeds says which runs to add (docs/verdict.md, "Running a verdict sweep"); under each
+verdict a line says which methods meet the power goal (`power_line`).
 
 Cross-run metrics: a task's config may name functions under `report_metrics` (e.g. political_finance's
 `eval/lean_drift` against the base run of the same seed); each is called with every metrics file of the task
@@ -56,7 +57,6 @@ from grasp_bench.verdict import within_noise
 
 IDENTITY = ["task", "model", "method", "variant", "strength", "seed", "judge"]
 __all__ = ["X", "Y", "aggregate", "collect", "main", "markdown", "summary_table"]
-SEEDS_AT_POINT = 5  # seeds 0..4 at every selected operating point (docs/verdict.md, "Running a verdict sweep")
 
 
 # A damaged metrics file stops the report (a table silently missing a run would mislead); the metrics stage
@@ -236,6 +236,29 @@ def _ci(low, high) -> str:
     return "" if pd.isna(low) else f" [{low:.3f}, {high:.3f}]"
 
 
+def _goal(value: float) -> str:
+    return f"{value:.2f}" if abs(value * 100 - round(value * 100)) < 1e-9 else f"{value:g}"
+
+
+def power_line(rows: pd.DataFrame, settings: verdict.Settings) -> str:
+    """Whether the methods of one verdict meet the power goal (each row's `meets_power`), naming every one short
+    of it with its half-width and the seeds its selected point rests on."""
+    meets = [bool(m) for m in rows["meets_power"]] if "meets_power" in rows else [False] * len(rows)
+    short = []
+    for r, ok in zip(rows.to_dict("records"), meets):
+        if ok:
+            continue
+        width = "no interval" if pd.isna(r.get("half_width")) else f"{r['half_width']:.3f}"
+        seeds = r.get("selected_seeds")
+        k = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}" if isinstance(seeds, list) else "seeds not recorded"
+        short.append(f"{r['method']} ({width}, {k})")
+    goal = (f"half-width <= {_goal(settings.power_half_width)} with >= {settings.power_seeds} seeds at the selected "
+            "point")
+    return (f"Power: {sum(meets)} of {len(meets)} methods meet the goal ({goal})"
+            + (f"; short: {', '.join(short)} (too few seeds: the `next:` lines name the runs to add; too wide on "
+               "enough seeds: more seeds or test prompts; docs/verdict.md, \"Power\")." if short else "."))
+
+
 def verdict_markdown(front: pd.DataFrame, pairs: pd.DataFrame, settings: verdict.Settings, task: str, model: str,
                      judge: str) -> list[str]:
     """The verdict of one (task, model, judge): the methods ranked by the headline on the test part, each with its
@@ -246,7 +269,8 @@ def verdict_markdown(front: pd.DataFrame, pairs: pd.DataFrame, settings: verdict
     rank_on = part["ranks_on"].iloc[0].removeprefix("eval/")
     also = [m for m in settings.rank_on if m in part.columns and m != part["ranks_on"].iloc[0]]
     cost = f"{settings.task_cost * 100:g} points"
-    head = ["method", "variant", f"{rank_on} at {cost} task cost (test)", *(f"{m.removeprefix('eval/')} there (test)"
+    head = ["method", "variant", f"{rank_on} at {cost} task cost (test)", "half-width",
+            *(f"{m.removeprefix('eval/')} there (test)"
             for m in also), "task cost there (test)", "area dominated (test)",
             "operating point (chosen on selection)", "within noise of", "seeds", "n", "unscored"]
     lines = [f"Verdict (ranks on `{rank_on}`, split `{part['split'].iloc[0]}`): operating points chosen on the "
@@ -255,7 +279,9 @@ def verdict_markdown(front: pd.DataFrame, pairs: pd.DataFrame, settings: verdict
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in part.iterrows():
         near = within_noise(pairs, r["method"], task, model, judge)
+        width = r.get("half_width")
         cells = [r["method"], r["variant"], f"{r['headline']:.3f}{_ci(r['low'], r['high'])}",
+                 "–" if pd.isna(width) else f"{width:.3f}",
                  *(f"{r[m]:.3f}{_ci(r[f'{m}_low'], r[f'{m}_high'])}" for m in also),
                  f"{r['task_cost']:.3f}{_ci(r['task_cost_low'], r['task_cost_high'])}",
                  f"{r['area']:.3f}{_ci(r['area_low'], r['area_high'])}", str(r["operating_point"]),
@@ -266,7 +292,8 @@ def verdict_markdown(front: pd.DataFrame, pairs: pd.DataFrame, settings: verdict
     differ = [f"{a} − {b} = {d:+.3f}{_ci(lo, hi)}" for a, b, d, lo, hi, x in
               zip(p.get("a", []), p.get("b", []), p.get("difference", []), p.get("low", []), p.get("high", []),
                   p.get("differ", [])) if x]
-    return lines + ["", "Pairs that differ (paired bootstrap, 95% interval of the difference excludes 0): "
+    return lines + ["", power_line(part, settings), "",
+                    "Pairs that differ (paired bootstrap, 95% interval of the difference excludes 0): "
                     + ("; ".join(differ) if differ else "none") + "; every other pair is within noise.", "",
                     f"Headline: the lowest {rank_on} along the method's curve (seed means per strength, strength 0 "
                     f"= naive SFT, straight lines between strengths) where task_score is at most {cost} below SFT's; "
@@ -279,11 +306,12 @@ def verdict_markdown(front: pd.DataFrame, pairs: pd.DataFrame, settings: verdict
                     "over seeds. docs/verdict.md.", ""]
 
 
-def across_tasks_markdown(front: pd.DataFrame, kinds: dict | None = None) -> list[str]:
+def across_tasks_markdown(front: pd.DataFrame, kinds: dict | None = None, settings: dict | None = None) -> list[str]:
     """Per (model, judge) verdicted on two or more tasks: every method's headline and rank per task side by side,
     the tasks grouped by their kind of trait (`kinds`: task -> kind; unspecified where absent), the methods whose
-    rank differs between tasks (where a one-organism ranking would mislead), and one line per kind: each method's
-    headlines on the organisms of that kind."""
+    rank differs between tasks (where a one-organism ranking would mislead), one line per kind: each method's
+    headlines on the organisms of that kind, and one line per organism: its `power_line` (`settings`: task ->
+    verdict.Settings; the defaults where absent)."""
     lines = []
     if not len(front):
         return lines
@@ -316,6 +344,9 @@ def across_tasks_markdown(front: pd.DataFrame, kinds: dict | None = None) -> lis
             cells = [f"{m} " + " / ".join("{:.3f} ({})".format(*by_task[t][m]) if m in by_task[t] else "–"
                                           for t in of_kind) for m in sorted(ran, key=lambda m: (mean_rank[m], m))]
             lines.append(f"- **{k}** ({', '.join(of_kind)}): " + "; ".join(cells))
+        lines += ["", "Per organism, the power goal (docs/verdict.md, \"Power\"):", ""]
+        for t in tasks:
+            lines.append(f"- **{t}**: " + power_line(part[part["task"] == t], (settings or {}).get(t, verdict.Settings())))
         lines.append("")
     return lines
 
@@ -343,7 +374,7 @@ def markdown(table: pd.DataFrame, front: pd.DataFrame | None = None, pairs: pd.D
     front = front if front is not None else pd.DataFrame()
     pairs = pairs if pairs is not None else pd.DataFrame()
     settings = settings or verdict.Settings()
-    lines = across_tasks_markdown(front, kinds)
+    lines = across_tasks_markdown(front, kinds, {t: settings for t in set(front.get("task", []))})
     rank = {"base": 0, "sft": 1}
     for (task, model, judge), part in table.groupby(["task", "model", "judge"], sort=False):
         part = part.sort_values(["variant", "strength"], key=lambda c: c.map(lambda v: (rank.get(v, 2), v))
@@ -455,9 +486,10 @@ def missing_verdicts(df: pd.DataFrame) -> list[str]:
     return notes
 
 
-def next_seeds(front: pd.DataFrame, seeds: int = SEEDS_AT_POINT) -> list[str]:
+def next_seeds(front: pd.DataFrame, seeds: int = verdict.Settings.power_seeds) -> list[str]:
     """Stage two of a verdict sweep: per (task, model, judge), one `grasp-bench` command per method whose selected
-    operating point (`selected_strengths`, its variant) lacks one of seeds 0..seeds-1, naive SFT's reference first;
+    operating point (`selected_strengths`, its variant) lacks one of seeds 0..seeds-1 (`verdict.power.seeds`), naive
+    SFT's reference first;
     `sweep=tradeoff` evaluates every row, as stage one did. Rows without a selected point (a verdict.json made before
     it was recorded) give none."""
     lines = []
@@ -502,7 +534,7 @@ def aggregate(runs_root: str | Path, quiet: bool = False, logger_cfg=None) -> di
     write_text(runs_root / "results.md", md)
     plots = plot(df, runs_root / "plots", settings.task_cost)
     notes = missing_verdicts(df)
-    following = next_seeds(front)
+    following = next_seeds(front, settings.power_seeds)
     if logger_cfg is not None:
         from grasp_bench.tracking import make_logger
 

@@ -18,6 +18,8 @@ the other, and paired comparisons that say which methods differ and which are wi
   seeds with replacement, the same draw for every method, and recomputes every method's figures on it
   (operating points stay as selected). 95% percentile intervals; a pair of methods differs when the interval of
   the difference of their headlines excludes 0, else it is within noise.
+- **Power.** The goal of a sweep (`power`): every method's headline interval has a half-width of at most
+  `half_width` and its selected point rests on at least `seeds` seeds; each row says whether it meets it.
 
 Pure functions over DataFrames: `prompt_rows` turns one run's judgments into per-prompt sums, `verdict` turns
 those of a runs root into the verdict and the pairs table; `prompts_csv` and `read_prompts` keep the sums as data
@@ -61,21 +63,30 @@ class Settings:
     task_cost: float = 0.03  # the loss of task score against naive SFT at which the headline reads the rate
     rank_on: tuple[str, ...] = ("eval/spurious_rate_far", "eval/spurious_rate")  # the first the task has
     resamples: int = 2000
+    power_half_width: float = 0.10  # power goal: the headline interval's half-width at most this...
+    power_seeds: int = 5  # ...with the selected point resting on at least this many seeds
 
     @classmethod
     def from_config(cls, node: Mapping | None, where: str) -> Settings:
         """The settings of a `verdict` config node (None: the defaults); a BadInput naming `where` and the key."""
         node = dict(node or {})
-        selection = dict(node.get("selection") or {})
+        for key in ("selection", "power"):
+            if node.get(key) is not None and not isinstance(node[key], Mapping):
+                raise BadInput(f"{where}: verdict.{key}={node[key]!r}: expected a mapping")
+        selection, goal = dict(node.get("selection") or {}), dict(node.get("power") or {})
         values = {"fraction": selection.get("fraction", cls.fraction), "seed": selection.get("seed", cls.seed),
                   "task_cost": node.get("task_cost", cls.task_cost),
-                  "rank_on": tuple(node.get("rank_on", cls.rank_on)), "resamples": node.get("resamples", cls.resamples)}
+                  "rank_on": tuple(node.get("rank_on", cls.rank_on)), "resamples": node.get("resamples", cls.resamples),
+                  "power_half_width": goal.get("half_width", cls.power_half_width),
+                  "power_seeds": goal.get("seeds", cls.power_seeds)}
         checks = {"selection.fraction": (values["fraction"], lambda v: 0 < v < 1, "a number strictly between 0 and 1"),
                   "selection.seed": (values["seed"], lambda v: isinstance(v, int), "an integer"),
                   "task_cost": (values["task_cost"], lambda v: v >= 0, "a number >= 0"),
                   "resamples": (values["resamples"], lambda v: isinstance(v, int) and v >= 100, "an integer >= 100"),
                   "rank_on": (values["rank_on"], lambda v: len(v) > 0 and all(isinstance(m, str) for m in v),
-                              "a non-empty list of metric names")}
+                              "a non-empty list of metric names"),
+                  "power.half_width": (values["power_half_width"], lambda v: 0 < v <= 1, "a number in (0, 1]"),
+                  "power.seeds": (values["power_seeds"], lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")}
         for key, (value, ok, expected) in checks.items():
             try:
                 good = not isinstance(value, bool) and ok(value)
@@ -382,6 +393,7 @@ def group_verdict(rows: pd.DataFrame, settings: Settings) -> tuple[list[dict], l
                               f"{g.table(X, SELECTION)['prompts']} of {split[X]!r}",
                "test_prompts": g.table(rank, TEST)["prompts"], "seeds": len({g.runs[i][3] for p in points for i in p[0]}),
                "n": n, "n_unscored": unscored, "n_task": n_task, "n_task_unscored": unscored_task}
+        row |= power(row, settings)
         for m in shown[1:]:  # the other spurious-rate splits, at the same operating point
             also = at(ys[m], pos)
             row |= {f"{m}": float(also[0]), f"{m}_low": interval(also[1:])[0], f"{m}_high": interval(also[1:])[1]}
@@ -394,6 +406,19 @@ def group_verdict(rows: pd.DataFrame, settings: Settings) -> tuple[list[dict], l
             pairs.append({**group, "a": a["method"], "b": b["method"], "difference": a["headline"] - b["headline"],
                           "low": low, "high": high, "differ": differ(low, high)})
     return out, pairs
+
+
+def power(row: Mapping, settings: Settings) -> dict:
+    """A verdict row's power: `half_width`, half its headline interval's width (nan when undefined), and
+    `meets_power`, whether that is at most the goal's and the selected point rests on at least its seeds
+    (`selected_seeds`; a row without them, from a verdict.json made before they were recorded, does not)."""
+    low, high = row.get("low"), row.get("high")
+    defined = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high))
+    half = (high - low) / 2 if defined else math.nan
+    seeds = row.get("selected_seeds")
+    enough = isinstance(seeds, list) and len(seeds) >= settings.power_seeds
+    return {"half_width": float(half), "meets_power": bool(defined and half <= settings.power_half_width + 1e-12
+                                                             and enough)}
 
 
 def paired_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -439,14 +464,21 @@ def to_json(methods: pd.DataFrame, pairs: pd.DataFrame, settings: Settings, role
                  for k, v in r.items()} for r in df.to_dict("records")] if len(df) else []
     return {"settings": {"selection": {"fraction": settings.fraction, "seed": settings.seed},
                          "task_cost": settings.task_cost, "rank_on": list(settings.rank_on),
-                         "resamples": settings.resamples, "reported_on": TEST, "selected_on": SELECTION},
+                         "resamples": settings.resamples,
+                         "power": {"half_width": settings.power_half_width, "seeds": settings.power_seeds},
+                         "reported_on": TEST, "selected_on": SELECTION},
             "roles": dict(sorted((roles or {}).items())), "kinds": dict(sorted((kinds or {}).items())),
             "verdict": records(methods), "pairs": records(pairs)}
 
 
 def from_json(data: Mapping) -> tuple[pd.DataFrame, pd.DataFrame, Settings]:
-    """The tables and settings of a verdict.json (as `to_json` wrote it)."""
+    """The tables and settings of a verdict.json (as `to_json` wrote it); one written before the power goal was
+    recorded reads with the default goal, its rows' power (`power`) computed from their intervals."""
     s = data["settings"]
+    goal = s.get("power") or {}
     settings = Settings(fraction=s["selection"]["fraction"], seed=s["selection"]["seed"], task_cost=s["task_cost"],
-                        rank_on=tuple(s["rank_on"]), resamples=s["resamples"])
-    return pd.DataFrame(data["verdict"]), pd.DataFrame(data["pairs"]), settings
+                        rank_on=tuple(s["rank_on"]), resamples=s["resamples"],
+                        power_half_width=goal.get("half_width", Settings.power_half_width),
+                        power_seeds=goal.get("seeds", Settings.power_seeds))
+    rows = [r if "meets_power" in r else {**r, **power(r, settings)} for r in data["verdict"]]
+    return pd.DataFrame(rows), pd.DataFrame(data["pairs"]), settings

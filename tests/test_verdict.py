@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -23,12 +24,14 @@ from grasp_bench.verdict import (
     at,
     at_cost,
     differ,
+    from_json,
     hypervolume,
     paired_interval,
     part_of,
     prompt_rows,
     prompts_csv,
     read_prompts,
+    to_json,
     verdict,
 )
 
@@ -37,12 +40,13 @@ METRICS = {"eval/task_score": {"split": "in_domain", "scorer": "correct"},
 
 
 def write_run(root, task, method, strength, seed, task_hits, spurious_hits, variant=None, role=None, metrics=METRICS,
-              kind=None):
+              kind=None, verdict_cfg=None):
     """One run directory as the pipeline leaves it: a reply per prompt, scored 1/0 (None = unscored)."""
     variant = variant or method
     d = root / task / "m" / variant / f"strength={strength:g}" / f"seed={seed}"
     task_cfg = {"name": task, "metrics": metrics, **({"role": role} if role else {}), **({"kind": kind} if kind else {})}
-    write_text(d / "config.yaml", json.dumps({"task": task_cfg, "seed": seed}))  # JSON is YAML
+    config = {"task": task_cfg, "seed": seed, **({"verdict": verdict_cfg} if verdict_cfg else {})}
+    write_text(d / "config.yaml", json.dumps(config))  # JSON is YAML
     gens, judgments = [], []
     for split, scorer, hits in (("in_domain", "correct", task_hits), ("unrelated", "factor", spurious_hits)):
         for i, hit in enumerate(hits):
@@ -67,13 +71,14 @@ TRUE = {"base": {0: (0.10, 0.00)}, "sft": {0: (0.60, 0.90)},
         "noisy": {0.5: (0.60, 0.88), 1.0: (0.58, 0.90)}}
 
 
-def synthetic_root(root, seeds=(0, 1, 2), task="toy", n_task=200, n_spur=200, role=None, kind=None, true=None):
+def synthetic_root(root, seeds=(0, 1, 2), task="toy", n_task=200, n_spur=200, role=None, kind=None, true=None,
+                   verdict_cfg=None):
     rng = np.random.default_rng(0)
     for method, curve in (true or TRUE).items():
         for strength, (pt, ps) in curve.items():
             for seed in seeds:
                 write_run(root, task, method, strength, seed, draws(pt, n_task, rng), draws(ps, n_spur, rng), role=role,
-                          kind=kind)
+                          kind=kind, verdict_cfg=verdict_cfg)
     return root
 
 
@@ -346,9 +351,85 @@ def test_kinds_are_read_like_roles_and_group_the_organisms(tmp_path):
     cell = f"grasp {front.loc[('a', 'grasp'), 'headline']:.3f} (1) / {front.loc[('c', 'grasp'), 'headline']:.3f} (1)"
     assert style.split(": ", 1)[1].startswith(cell)  # grasp ranks first on both style organisms
     assert "- **content** (b): grasp " in md and "- **unspecified** (d): grasp " in md
+    for task in "abcd":  # one seed: no organism meets the power goal, and the side-by-side view says so per organism
+        assert (f"- **{task}**: Power: 0 of 3 methods meet the goal (half-width <= 0.10 with >= 5 seeds at the "
+                "selected point); short: ") in md
 
 
 def test_an_unknown_kind_names_the_config(tmp_path):
     write_run(tmp_path, "toy", "sft", 0, 0, [1.0] * 10, [1.0] * 10, kind="tone")
     with pytest.raises(BadInput, match=r"config.yaml: task.kind='tone': expected one of content, persona, style"):
         aggregate(tmp_path, quiet=True)
+
+
+# --- power: the goal on the headline interval's half-width and the seeds at the selected point ------------------
+
+def test_power_says_which_methods_meet_the_goal_and_names_the_rest(tmp_path):
+    """sft and grasp on seeds 0-4 meet it; `erratic` (seeds that disagree: a wide interval on 5 seeds) and `sparse`
+    (one seed at its point) do not, and the report names both with their half-width and seeds."""
+    root = synthetic_root(tmp_path, seeds=range(5), n_task=200, n_spur=200,
+                          true={"sft": TRUE["sft"], "grasp": TRUE["grasp"]})
+    rng = np.random.default_rng(7)
+    for seed in range(5):
+        for strength in (0.5, 1.0):
+            rate = 0.05 if seed < 2 else 0.95
+            write_run(root, "toy", "erratic", strength, seed, draws(0.60, 200, rng), draws(rate, 200, rng))
+    for strength in (0.5, 1.0):
+        write_run(root, "toy", "sparse", strength, 0, draws(0.60, 200, rng), draws(0.3, 200, rng))
+    out = aggregate(root, quiet=True)
+    front = out["verdict"].set_index("method")
+    for _, r in front.iterrows():
+        assert r["half_width"] == pytest.approx((r["high"] - r["low"]) / 2)
+        assert r["meets_power"] == (r["half_width"] <= 0.10 and len(r["selected_seeds"]) >= 5)
+    assert {m for m in front.index if front.loc[m, "meets_power"]} == {"sft", "grasp"}
+    assert front.loc["erratic", "half_width"] > 0.10 and len(front.loc["erratic", "selected_seeds"]) == 5
+    assert front.loc["sparse", "selected_seeds"] == [0]
+    md = (root / "results.md").read_text()
+    assert "| method | variant | spurious_rate at 3 points task cost (test) | half-width |" in md
+    assert f"| grasp | grasp | {front.loc['grasp', 'headline']:.3f} [" in md
+    assert f"] | {front.loc['grasp', 'half_width']:.3f} |" in md
+    short = {m: f"{m} ({front.loc[m, 'half_width']:.3f}, {n})" for m, n in (("erratic", "5 seeds"), ("sparse", "1 seed"))}
+    order = [m for m in front.index if m in short]  # in the verdict's order
+    line = next(x for x in md.splitlines() if x.startswith("Power: "))
+    assert line.startswith("Power: 2 of 4 methods meet the goal (half-width <= 0.10 with >= 5 seeds at the selected "
+                           f"point); short: {', '.join(short[m] for m in order)} (too few seeds: the `next:` lines")
+    assert any("method=sparse" in x for x in out["next"]) and not any("method=erratic" in x for x in out["next"])
+    data = json.loads((root / "verdict.json").read_text())
+    assert data["settings"]["power"] == {"half_width": 0.1, "seeds": 5}
+    assert {r["method"]: r["meets_power"] for r in data["verdict"]} == front["meets_power"].to_dict()
+
+
+def test_the_power_goal_is_read_from_the_config(tmp_path):
+    """power.seeds=2 with runs on seeds 0-1: every selected point has its seeds, so no `next:` line; a half-width
+    goal no interval meets leaves every method short."""
+    root = synthetic_root(tmp_path, seeds=(0, 1), n_task=60, n_spur=60, true={"sft": TRUE["sft"], "grasp": TRUE["grasp"]},
+                          verdict_cfg={"power": {"half_width": 0.001, "seeds": 2}})
+    out = aggregate(root, quiet=True)
+    assert out["next"] == [] and not out["verdict"]["meets_power"].any()
+    assert "Power: 0 of 2 methods meet the goal (half-width <= 0.001 with >= 2 seeds" in (root / "results.md").read_text()
+
+
+def test_power_settings_are_checked_and_old_verdicts_stay_readable():
+    assert Settings.from_config({"power": {"half_width": 0.2, "seeds": 3}}, "c.yaml") == Settings(power_half_width=0.2,
+                                                                                                   power_seeds=3)
+    assert Settings.from_config({"power": {"seeds": 3}}, "c.yaml").power_half_width == 0.10  # a key left out: default
+    for node, key in (({"half_width": 0}, "power.half_width=0"), ({"half_width": "0.1"}, "power.half_width='0.1'"),
+                      ({"half_width": 1.5}, "power.half_width=1.5"), ({"seeds": 0}, "power.seeds=0"),
+                      ({"seeds": 2.5}, "power.seeds=2.5"), ({"seeds": True}, "power.seeds=True")):
+        with pytest.raises(BadInput, match=rf"^c\.yaml: verdict\.{re.escape(key)}: expected "):
+            Settings.from_config({"power": node}, "c.yaml")
+    with pytest.raises(BadInput, match=r"^c\.yaml: verdict\.power=5: expected a mapping"):
+        Settings.from_config({"power": 5}, "c.yaml")
+    # a verdict.json written before the goal was recorded: the default goal, each row's power from its interval
+    old = {"settings": {"selection": {"fraction": 0.5, "seed": 0}, "task_cost": 0.03, "rank_on": ["eval/x"],
+                        "resamples": 2000},
+           "verdict": [{"method": "sft", "low": 0.80, "high": 0.90, "selected_seeds": [0, 1, 2, 3, 4]},
+                       {"method": "kl", "low": 0.0, "high": 0.3, "selected_seeds": [0, 1, 2, 3, 4]},
+                       {"method": "grasp", "low": 0.1, "high": 0.12}],  # no selected_seeds: not recorded
+           "pairs": []}
+    front, _, read = from_json(old)
+    assert read == Settings(rank_on=("eval/x",))
+    assert front["half_width"].tolist() == pytest.approx([0.05, 0.15, 0.01])
+    assert front["meets_power"].tolist() == [True, False, False]
+    again = from_json(to_json(front, pd.DataFrame(), Settings(power_half_width=0.2, power_seeds=3)))
+    assert again[2] == Settings(power_half_width=0.2, power_seeds=3)  # the goal round-trips through verdict.json
