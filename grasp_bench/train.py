@@ -3,10 +3,10 @@ final assistant turn only, the model's own chat template. Methods act only throu
 (`training` context, `on_optimizer_step` via a Trainer callback); the optimizer, schedule and data order
 are identical for every method of a sweep; a method may add a loss term (`extra_loss`).
 
-Checkpoints (none under `train.sharding=fsdp`): every `train.checkpoint_every` optimizer steps (< 1: that share of the run's steps) the Trainer
-saves adapter, optimizer, schedule, RNG and its state (the per-step log with the method's diagnostics) into
-`<run>/trainer/checkpoint-<step>/`, keeping the last one; a rerun resumes it through the Trainer's own
-`resume_from_checkpoint`, only when `trainer/slice.json` holds the digest of the same train config slice.
+Checkpoints (none under `train.sharding=fsdp`): every `train.checkpoint_every` optimizer steps (< 1: that share
+of the run's steps) the Trainer saves adapter, optimizer, schedule, RNG and its state (the per-step log with the
+method's diagnostics) into `<run>/trainer/checkpoint-<step>/`, keeping the last one; a rerun resumes it through the
+Trainer's own `resume_from_checkpoint`, only when `trainer/slice.json` holds the digest of the same train config slice.
 """
 
 from __future__ import annotations
