@@ -1,7 +1,7 @@
 """Sharded training (`train.sharding=fsdp`): 2 gloo processes under torchrun, each holding half of every base weight
 (FSDP2, applied by transformers as the base loads), train the adapter one process trains with the same global batch,
-for naive SFT and GRASP's two kinds of hooks (block-output gradients; LoRA weights, readers' RMSNorm weights read
-whole). A launch that cannot shard stops with one line before anything loads (grasp_bench.distributed.check_launch)."""
+for naive SFT and GRASP's two kinds of hooks (block-output gradients, also with gradient checkpointing; LoRA weights,
+readers' RMSNorm weights read whole). A launch that cannot shard stops with one line before anything loads (grasp_bench.distributed.check_launch)."""
 
 from __future__ import annotations
 
@@ -84,6 +84,7 @@ CASES = [
     "method=grasp method.strength=1",  # block-output gradient hooks (and the reference trained sharded first)
     "method=grasp method.strength=0.5",  # the second, naive backward pass of the γ mix through the sharded blocks
     "method=grasp method.strength=1 method.projection=weights method.side=both",  # LoRA factors; readers' norms
+    "method=grasp method.strength=0.5 train.gradient_checkpointing=true",  # blocks recomputed, gathered again
 ]
 ATOL = 1e-6  # as DDP against one process (tests/test_distributed.py): float sums in another order, no more
 
