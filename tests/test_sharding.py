@@ -1,7 +1,8 @@
 """Sharded training (`train.sharding=fsdp`): 2 gloo processes under torchrun, each holding half of every base weight
 (FSDP2, applied by transformers as the base loads), train the adapter one process trains with the same global batch,
 for naive SFT and GRASP's two kinds of hooks (block-output gradients, also with gradient checkpointing; LoRA weights,
-readers' RMSNorm weights read whole). A launch that cannot shard stops with one line before anything loads (grasp_bench.distributed.check_launch)."""
+readers' RMSNorm weights read whole). A launch that cannot shard stops with one line before anything loads
+(grasp_bench.distributed.check_launch)."""
 
 from __future__ import annotations
 
