@@ -48,7 +48,16 @@ SHARDED_LAUNCH = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "De
 SHARDINGS = ("none", "fsdp")
 
 
-def check_launch(train_cfg, quantization: str | None = None) -> None:
+def processes(cfg) -> int:
+    """The processes a run trains in: its Hydra launcher's tasks per node × nodes (a SLURM or submitit profile: the
+    submitting process knows them before they exist), else this process's world (torchrun's)."""
+    from grasp_bench.plan import launcher_setting
+
+    per_node = launcher_setting(cfg, "tasks_per_node")
+    return int(per_node) * int(launcher_setting(cfg, "nodes") or 1) if per_node else world_size()
+
+
+def check_launch(cfg) -> None:
     """Raises BadInput for a launch that cannot shard as asked, before anything loads: `accelerate launch` with an
     FSDP or DeepSpeed config (see the module docstring); train.sharding=fsdp in one process (nothing to shard
     over) or with a bitsandbytes-quantised base (FSDP2 cannot shard its packed weights)."""
@@ -56,10 +65,11 @@ def check_launch(train_cfg, quantization: str | None = None) -> None:
         if os.environ.get(variable, "").lower() in ("true", "1"):
             raise BadInput(f"{variable}={os.environ[variable]}: {name} through accelerate launch is not supported; "
                            "launch with torchrun and train.sharding=fsdp (docs/training.md)")
-    sharding = train_cfg.get("sharding") or "none"
+    sharding = cfg.train.get("sharding") or "none"
+    quantization = cfg.model.get("quantization")
     if sharding == "none":
         return
-    if world_size() < 2:
+    if processes(cfg) < 2:
         raise BadInput(f"train.sharding={sharding}: this launch has 1 process, nothing to shard over; launch several "
                        "(torchrun --nproc_per_node N) or use train.sharding=none")
     if quantization not in (None, "none"):

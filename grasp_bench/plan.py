@@ -432,7 +432,7 @@ def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_pa
     """Every figure of one job (see the module docstring); `run`: the job's run as check_job built it."""
     from grasp_bench.data import Truncation, build_task_files, load_eval, render_prompt
     from grasp_bench.device import resolve_batching
-    from grasp_bench.distributed import world_size as distributed_world_size
+    from grasp_bench.distributed import processes
     from grasp_bench.llm_judge import LLMJudge, OpenAIJudge, fill_prompt
     from grasp_bench.pipeline import Run, ensure_reference_cfg
     from grasp_bench.train import effective_optim
@@ -459,10 +459,7 @@ def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_pa
             "batching": batching,
             "useful_share": {m: useful_share(kept, train.batch_size, cfg.seed, m) for m in MODES},
         }
-    if world_size is None:  # a SLURM profile's processes per run, else this process's world
-        per_node = launcher_setting(cfg, "tasks_per_node")
-        world_size = int(per_node) * int(launcher_setting(cfg, "nodes") or 1) if per_node else None
-    world = world_size or distributed_world_size()
+    world = world_size or processes(cfg)  # a SLURM profile's processes per run, else this process's world
     arch = job_arch(cfg, model_config_path)
     gpu = gpu_spec(cfg)
     out["gpu"], out["world_size"] = gpu, world

@@ -151,7 +151,7 @@ def check_config(cfg: DictConfig, stages: tuple[str, ...]) -> None:
     choice(cfg, "model.dtype", tuple(models.DTYPES))
     models.check_quantization(cfg.model)  # before anything loads: bitsandbytes needs CUDA
     choice(cfg, "train.sharding", distributed.SHARDINGS)
-    distributed.check_launch(cfg.train, cfg.model.get("quantization"))  # sharding this launch cannot do, refused
+    distributed.check_launch(cfg)  # sharding this launch cannot do, refused
     choice(cfg, "train.allow_truncation", (False, True))
     choice(cfg, "train.gradient_checkpointing", (False, True))
     number(cfg, "task.train.limit", integer=True, low=0, null=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import open_dict
 from torch.distributed.tensor import DTensor
 
 from grasp_bench.artifacts import BadInput, load_json
@@ -58,8 +59,21 @@ def test_unknown_sharding_and_quantised_sharding_are_refused(tiny_cfg, monkeypat
     monkeypatch.setenv("WORLD_SIZE", "2")  # on CPU validation refuses nf4 first: the check itself, as on a GPU
     cfg = tiny_cfg("train.sharding=fsdp", "model.quantization=nf4")
     with pytest.raises(BadInput, match=r"^train.sharding=fsdp with model.quantization=nf4: FSDP2 cannot shard"):
-        check_launch(cfg.train, cfg.model.quantization)
-    check_launch(cfg.train, "none")
+        check_launch(cfg)
+    check_launch(tiny_cfg("train.sharding=fsdp"))
+
+
+def test_a_launcher_with_several_tasks_per_run_may_shard(tiny_cfg, monkeypatch):
+    """The submitting process of a SLURM/submitit job is one process; the run's are its launcher's tasks."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    cfg = tiny_cfg("train.sharding=fsdp")
+    with open_dict(cfg):
+        cfg.hydra = {"launcher": {"tasks_per_node": 2}}
+    check_launch(cfg)
+    with open_dict(cfg):
+        cfg.hydra.launcher.tasks_per_node = 1
+    with pytest.raises(BadInput, match=r"^train.sharding=fsdp: this launch has 1 process"):
+        check_launch(cfg)
 
 
 class ChecksShards(Method):
