@@ -48,6 +48,7 @@ from statistics import median
 import torch
 from torch import Tensor, nn
 
+from grasp_bench import distributed
 from grasp_bench.artifacts import BadInput, atomic_path, load_json, write_json
 from grasp_bench.hooks import project, project_grad_out, registered
 from grasp_bench.method import Knob, Method, RunContext, configured
@@ -296,7 +297,7 @@ def reader_norms(blocks: nn.ModuleList, readers: Sequence[str] = READERS) -> dic
             if norm is None or getattr(norm, "weight", None) is None:
                 raise BadInput(f"method.readers: no known RMSNorm in front of '{name}' in decoder layer {i} "
                                f"(known: {READER_NORMS})")
-            out[(i, name)] = norm.weight.detach().float().cpu()
+            out[(i, name)] = distributed.full(norm.weight.detach()).float().cpu()  # whole, where FSDP shards it
     return out
 
 

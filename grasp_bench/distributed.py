@@ -3,10 +3,18 @@
     torchrun --nproc_per_node 4 -m grasp_bench sweep=none method=sft train.batch_size=2
     grasp-bench -m method=sft hydra/launcher=slurm hydra.launcher.tasks_per_node=4 hydra.launcher.gpus_per_node=4
 
-The transformers Trainer does the distributed work (DDP: every process holds the whole model); this module only
-tells the pipeline which process it is, and serialises stages across jobs. A sharded launch (`accelerate launch`
-with an FSDP or DeepSpeed config) is refused (`check_launch`): rank 0 alone would save the adapter from its shard,
-and methods that act on LoRA weights (GRASP's projection) hold the tensors FSDP replaces when it shards them.
+The transformers Trainer does the distributed work: DDP by default (every process holds the whole model), or,
+with `train.sharding=fsdp`, FSDP2 over the decoder blocks, applied by transformers while the base loads
+(`from_pretrained(distributed_config=...)`: each process reads only its shard of each weight, never a whole host
+copy). The LoRA adapter added after it stays an ordinary tensor on every process (the Trainer broadcasts it from
+rank 0 and averages its gradient), so method hooks on LoRA weights and activations see whole tensors; a hook that
+reads a base weight gathers it (`full`). This module tells the pipeline which process it is, what sharding loads
+with, and serialises stages across jobs.
+
+    torchrun --nproc_per_node 4 -m grasp_bench sweep=none method=grasp train.sharding=fsdp
+
+An `accelerate launch` with an FSDP or DeepSpeed config is refused (`check_launch`): accelerate would shard the
+model its own way after loading (a whole copy per process first) and rank 0 would save its shard as the adapter.
 """
 
 from __future__ import annotations
@@ -37,13 +45,64 @@ def adopt_submitit_tasks() -> None:
 SHARDED_LAUNCH = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DeepSpeed"}  # set by accelerate launch
 
 
-def check_launch() -> None:
-    """Raises BadInput in a process that `accelerate launch` started to shard the model (see the module docstring)."""
+SHARDINGS = ("none", "fsdp")
+
+
+def processes(cfg) -> int:
+    """The processes a run trains in: its Hydra launcher's tasks per node × nodes (a SLURM or submitit profile: the
+    submitting process knows them before they exist), else this process's world (torchrun's)."""
+    from grasp_bench.plan import launcher_setting
+
+    per_node = launcher_setting(cfg, "tasks_per_node")
+    return int(per_node) * int(launcher_setting(cfg, "nodes") or 1) if per_node else world_size()
+
+
+def check_launch(cfg) -> None:
+    """Raises BadInput for a launch that cannot shard as asked, before anything loads: `accelerate launch` with an
+    FSDP or DeepSpeed config (see the module docstring); train.sharding=fsdp in one process (nothing to shard
+    over) or with a bitsandbytes-quantised base (FSDP2 cannot shard its packed weights)."""
     for variable, name in SHARDED_LAUNCH.items():
         if os.environ.get(variable, "").lower() in ("true", "1"):
-            raise BadInput(f"{variable}={os.environ[variable]}: {name} sharding is not supported by grasp-bench's train "
-                           "stage yet; launch with torchrun (DDP), or fit one GPU with train.gradient_checkpointing=true "
-                           "and model.quantization=nf4 (docs/training.md)")
+            raise BadInput(f"{variable}={os.environ[variable]}: {name} through accelerate launch is not supported; "
+                           "launch with torchrun and train.sharding=fsdp (docs/training.md)")
+    sharding = cfg.train.get("sharding") or "none"
+    quantization = cfg.model.get("quantization")
+    if sharding == "none":
+        return
+    if processes(cfg) < 2:
+        raise BadInput(f"train.sharding={sharding}: this launch has 1 process, nothing to shard over; launch several "
+                       "(torchrun --nproc_per_node N) or use train.sharding=none")
+    if quantization not in (None, "none"):
+        raise BadInput(f"train.sharding={sharding} with model.quantization={quantization}: FSDP2 cannot shard "
+                       "bitsandbytes' packed weights; use one of them")
+
+
+def sharded(train_cfg) -> bool:
+    return (train_cfg.get("sharding") or "none") != "none" and world_size() > 1
+
+
+def load_kwargs(train_cfg) -> dict:
+    """`from_pretrained` keyword arguments that shard the base as it loads (FSDP2 over all processes of the group:
+    transformers' `DistributedConfig`), or none."""
+    if not sharded(train_cfg):
+        return {}
+    from transformers.distributed import DistributedConfig
+
+    return {"distributed_config": DistributedConfig(fsdp_size=world_size())}
+
+
+def full(t: torch.Tensor) -> torch.Tensor:
+    """A whole tensor from a sharded one (a collective: every process calls it, in the same order)."""
+    from torch.distributed.tensor import DTensor
+
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def adapter_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable weights (the adapter) as whole CPU tensors, on every process (gathered where sharded): what
+    `save_pretrained(state_dict=...)` writes; the frozen base is never gathered."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: full(v).detach().cpu() for k, v in model.state_dict().items() if k in trainable}
 
 
 def world_size() -> int:

@@ -43,9 +43,9 @@ from grasp_bench.layout import config_dirs, method_config, plain
 STAGES = ("train", "generate", "judge", "metrics")
 NOT_KNOBS = ("_target_", "name", "strength", "grid")  # method keys that are not knobs (they never name a directory)
 # Train settings that decide whether a run may start, how much a kill costs (checkpoints) or how much memory a step
-# holds (gradient checkpointing recomputes the same values: tests/test_checkpointing.py), never what it computes:
-# not part of a run's identity.
-TRAIN_OPERATIONAL = frozenset({"allow_truncation", "checkpoint_every", "gradient_checkpointing"})
+# holds (gradient checkpointing recomputes the same values: tests/test_checkpointing.py; FSDP sharding trains the
+# adapter one process trains: tests/test_sharding.py), never what it computes: not part of a run's identity.
+TRAIN_OPERATIONAL = frozenset({"allow_truncation", "checkpoint_every", "gradient_checkpointing", "sharding"})
 MISSING = "<missing>"
 INPUT_SUFFIXES = (".jsonl", ".json", ".txt", ".yaml", ".yml", ".csv")
 

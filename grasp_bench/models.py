@@ -182,10 +182,12 @@ def quantization_config(model_cfg: DictConfig):
     return None
 
 
-def load_base(model_cfg: DictConfig, cache: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+def load_base(model_cfg: DictConfig, cache: str | Path, device: str | torch.device = "cpu",
+              sharding: dict | None = None) -> nn.Module:
     """The base model on `device`. On a GPU the weights load tensor by tensor straight onto this process's GPU
     (torchrun's LOCAL_RANK), never staged whole in host RAM (a 32B model is 65 GB there, per process); a quantised
-    base is quantised as it loads."""
+    base is quantised as it loads. `sharding` (`distributed.load_kwargs`): transformers shards it as it loads,
+    each process reading its own shard of every weight onto its own device."""
     from transformers import AutoModelForCausalLM
 
     path = resolve_path(model_cfg.path, cache)
@@ -194,6 +196,8 @@ def load_base(model_cfg: DictConfig, cache: str | Path, device: str | torch.devi
     if target.type == "cuda" and target.index is None:
         target = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     placement = {"device_map": {"": target}} if target.type == "cuda" else {}
+    if sharding:  # transformers places each shard itself (`.to` is refused on FSDP2-managed weights)
+        placement = dict(sharding)
     if quantization:
         placement["quantization_config"] = quantization
     try:

@@ -217,7 +217,11 @@ class Run:
         if self.method.starts_from != "reference":
             examples = training_examples(self.tokenizer, ctx.train_rows, self.cfg.train)
             checked = deepcopy(ctx.train_rows)
-        base = models.load_base(self.cfg.model, self.cache, self.device)
+        # sharded as it loads when the Trainer trains it (a method that starts from the reference adapter edits
+        # the whole model in every process, as without sharding)
+        sharded = self.method.starts_from == "base" and distributed.sharded(self.cfg.train)
+        base = models.load_base(self.cfg.model, self.cache, self.device,
+                                distributed.load_kwargs(self.cfg.train) if sharded else None)
         if self.method.starts_from == "reference":
             model, log = models.load_adapter(base, ctx.reference_adapter, trainable=True), []
             self.prepare(ctx)
@@ -230,11 +234,12 @@ class Run:
             log = train(model, self.tokenizer, self.method, ctx, on_log=logger.log_step, examples=examples,
                         checkpoint_key=digest(stage.slice))
         model = self.method.post_train(model, ctx)  # the one call: may edit or merge weights
+        saved = {"state_dict": distributed.adapter_state(model)} if sharded else {}  # every rank joins the gather
         if not distributed.is_main():  # every rank trained the same weights; rank 0 writes them
             _free(model, base)
             return
         with atomic_path(self.dir / "model") as tmp:
-            model.save_pretrained(tmp)
+            model.save_pretrained(tmp, **saved)
             if not (tmp / "adapter_config.json").exists():
                 self.tokenizer.save_pretrained(tmp)  # full weights: a self-contained checkpoint
         write_jsonl(self.dir / "train_log.jsonl", log)

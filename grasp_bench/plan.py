@@ -43,8 +43,10 @@ Training memory (bytes, one process of train.batch_size rows; world size W = --w
                                                in every layer (fp32 adapter weights)
     gradients   = 4 * P_lora
     optimizer   = 8 * P_lora                   AdamW, two fp32 moments (2 * P_lora for 8-bit AdamW)
-    train.sharding fsdp: weights, lora, gradients and optimizer / W, plus two gathered decoder layers (the one
-                  computed and the prefetched next) in model.dtype
+    train.sharding fsdp: weights / W, plus two gathered decoder layers (the one computed and the prefetched next)
+                  and the output head (kept gathered through the step) in model.dtype; the adapter, its gradients
+                  and optimizer state are whole on every process (transformers shards the base as it loads, the
+                  LoRA weights added after stay replicated)
     activations = L * A_layer  +  b * T * V * (a + 8)         A_layer = b * T * (8*h + 2*kv + 4*I) * a
                   train.gradient_checkpointing: b * T * L * h * a (each layer's input) + A_layer (one layer
                   recomputed at a time) + the same logits term
@@ -214,8 +216,8 @@ def memory(arch: dict, model_cfg: DictConfig, train: DictConfig, longest_row: in
     sharded = (train.get("sharding") or "none") != "none"
     shards = max(world_size, 1) if sharded else 1
     weights = weight_bytes(s, model_cfg) / shards
-    if sharded and shards > 1:  # FSDP gathers one decoder layer to compute it, and prefetches the next
-        weights += 2 * s["layer_params"] * DTYPE_BYTES[model_cfg.dtype] * (shards - 1) / shards
+    if sharded and shards > 1:  # FSDP gathers one decoder layer to compute it, prefetches the next, keeps the head
+        weights += (2 * s["layer_params"] + vocab * h) * DTYPE_BYTES[model_cfg.dtype] * (shards - 1) / shards
     tokens = train.batch_size * longest_row
     per_layer = tokens * (8 * h + 2 * kv + 4 * inter) * act  # every saved input of one decoder layer
     if train.get("gradient_checkpointing"):  # the layer inputs are kept; one layer is recomputed at a time
@@ -224,8 +226,8 @@ def memory(arch: dict, model_cfg: DictConfig, train: DictConfig, longest_row: in
         activations = layers * per_layer
     activations += tokens * vocab * (act + 8)  # the logits, their fp32 copy and its gradient
     parts = {
-        "weights": weights, "lora": 4 * lora / shards, "gradients": 4 * lora / shards,
-        "optimizer": (2 if train.optim in BNB_8BIT else 8) * lora / shards, "activations": activations,
+        "weights": weights, "lora": 4 * lora, "gradients": 4 * lora,
+        "optimizer": (2 if train.optim in BNB_8BIT else 8) * lora, "activations": activations,
     }
     return {"params": s["params"], "lora_params": lora, **parts, "total": sum(parts.values())}
 
@@ -474,7 +476,7 @@ def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_pa
     """Every figure of one job (see the module docstring); `run`: the job's run as check_job built it."""
     from grasp_bench.data import Truncation, build_task_files, load_eval, render_prompt
     from grasp_bench.device import resolve_batching
-    from grasp_bench.distributed import world_size as distributed_world_size
+    from grasp_bench.distributed import processes
     from grasp_bench.llm_judge import LLMJudge, OpenAIJudge, fill_prompt
     from grasp_bench.pipeline import Run, ensure_reference_cfg
     from grasp_bench.train import effective_optim
@@ -501,10 +503,7 @@ def plan_job(cfg: DictConfig, tokenizer_spec: str | None = None, model_config_pa
             "batching": batching,
             "useful_share": {m: useful_share(kept, train.batch_size, cfg.seed, m) for m in MODES},
         }
-    if world_size is None:  # a SLURM profile's processes per run, else this process's world
-        per_node = launcher_setting(cfg, "tasks_per_node")
-        world_size = int(per_node) * int(launcher_setting(cfg, "nodes") or 1) if per_node else None
-    world = world_size or distributed_world_size()
+    world = world_size or processes(cfg)  # a SLURM profile's processes per run, else this process's world
     arch = job_arch(cfg, model_config_path)
     gpu = gpu_spec(cfg)
     out["gpu"], out["world_size"] = gpu, world

@@ -3,10 +3,10 @@ final assistant turn only, the model's own chat template. Methods act only throu
 (`training` context, `on_optimizer_step` via a Trainer callback); the optimizer, schedule and data order
 are identical for every method of a sweep; a method may add a loss term (`extra_loss`).
 
-Checkpoints: every `train.checkpoint_every` optimizer steps (< 1: that share of the run's steps) the Trainer
-saves adapter, optimizer, schedule, RNG and its state (the per-step log with the method's diagnostics) into
-`<run>/trainer/checkpoint-<step>/`, keeping the last one; a rerun resumes it through the Trainer's own
-`resume_from_checkpoint`, only when `trainer/slice.json` holds the digest of the same train config slice.
+Checkpoints (none under `train.sharding=fsdp`): every `train.checkpoint_every` optimizer steps (< 1: that share
+of the run's steps) the Trainer saves adapter, optimizer, schedule, RNG and its state (the per-step log with the
+method's diagnostics) into `<run>/trainer/checkpoint-<step>/`, keeping the last one; a rerun resumes it through the
+Trainer's own `resume_from_checkpoint`, only when `trainer/slice.json` holds the digest of the same train config slice.
 """
 
 from __future__ import annotations
@@ -205,7 +205,9 @@ def effective_optim(optim: str, cuda: bool | None = None) -> str:
 
 def training_arguments(train: DictConfig, out_dir: Path, seed: int) -> TrainingArguments:
     cuda = torch.cuda.is_available()
-    every = train.get("checkpoint_every") or 0
+    # a model sharded as it loads cannot have its optimizer state checkpointed by transformers 5 (the Trainer
+    # refuses it): a sharded run keeps no checkpoints, and a killed one starts again
+    every = 0 if distributed.sharded(train) else train.get("checkpoint_every") or 0
     optim = effective_optim(train.optim)
     if optim != train.optim:
         print(f"warning: train.optim={train.optim} needs bitsandbytes on CUDA; training with {optim}", file=sys.stderr,
@@ -258,7 +260,7 @@ def train(model: nn.Module, tokenizer, method: Method, ctx: RunContext,
     tokens = TrainCollator(resolve_batching(cfg.train.batching), tokenizer.pad_token_id)
     callback = MethodCallback(method, ctx, on_log, tokens)
     out_dir = ctx.run_dir / CHECKPOINTS
-    resume = resume_point(out_dir, checkpoint_key)
+    resume = None if distributed.sharded(cfg.train) else resume_point(out_dir, checkpoint_key)
     if resume and distributed.is_main():
         print(f"[grasp-bench] resuming {ctx.run_dir} from {Path(resume).name}", file=sys.stderr, flush=True)
     trainer = MethodTrainer(

@@ -152,7 +152,8 @@ def check_config(cfg: DictConfig, stages: tuple[str, ...]) -> None:
     effective_optim(cfg.train.optim)  # an 8-bit optimizer on CUDA needs bitsandbytes
     choice(cfg, "model.dtype", tuple(models.DTYPES))
     models.check_quantization(cfg.model)  # before anything loads: bitsandbytes needs CUDA
-    distributed.check_launch()  # an FSDP/DeepSpeed launch would train and save wrongly
+    choice(cfg, "train.sharding", distributed.SHARDINGS)
+    distributed.check_launch(cfg)  # sharding this launch cannot do, refused
     choice(cfg, "train.allow_truncation", (False, True))
     choice(cfg, "train.gradient_checkpointing", (False, True))
     number(cfg, "task.train.limit", integer=True, low=0, null=True)
