@@ -28,6 +28,7 @@ import torch
 from filelock import FileLock
 
 from grasp_bench.artifacts import BadInput
+from grasp_bench.jobs import launcher_setting
 
 
 def adopt_submitit_tasks() -> None:
@@ -48,11 +49,14 @@ SHARDED_LAUNCH = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "De
 SHARDINGS = ("none", "fsdp")
 
 
+def sharding(train_cfg) -> str:
+    """`train.sharding` as asked: `none` where unset."""
+    return train_cfg.get("sharding") or "none"
+
+
 def processes(cfg) -> int:
     """The processes a run trains in: its Hydra launcher's tasks per node × nodes (a SLURM or submitit profile: the
     submitting process knows them before they exist), else this process's world (torchrun's)."""
-    from grasp_bench.plan import launcher_setting
-
     per_node = launcher_setting(cfg, "tasks_per_node")
     return int(per_node) * int(launcher_setting(cfg, "nodes") or 1) if per_node else world_size()
 
@@ -65,20 +69,20 @@ def check_launch(cfg) -> None:
         if os.environ.get(variable, "").lower() in ("true", "1"):
             raise BadInput(f"{variable}={os.environ[variable]}: {name} through accelerate launch is not supported; "
                            "launch with torchrun and train.sharding=fsdp (docs/training.md)")
-    sharding = cfg.train.get("sharding") or "none"
-    quantization = cfg.model.get("quantization")
-    if sharding == "none":
+    asked, quantization = sharding(cfg.train), cfg.model.get("quantization")
+    if asked == "none":
         return
     if processes(cfg) < 2:
-        raise BadInput(f"train.sharding={sharding}: this launch has 1 process, nothing to shard over; launch several "
+        raise BadInput(f"train.sharding={asked}: this launch has 1 process, nothing to shard over; launch several "
                        "(torchrun --nproc_per_node N) or use train.sharding=none")
     if quantization not in (None, "none"):
-        raise BadInput(f"train.sharding={sharding} with model.quantization={quantization}: FSDP2 cannot shard "
+        raise BadInput(f"train.sharding={asked} with model.quantization={quantization}: FSDP2 cannot shard "
                        "bitsandbytes' packed weights; use one of them")
 
 
 def sharded(train_cfg) -> bool:
-    return (train_cfg.get("sharding") or "none") != "none" and world_size() > 1
+    """Whether this process trains sharded: sharding asked, in a launch of several processes."""
+    return sharding(train_cfg) != "none" and world_size() > 1
 
 
 def load_kwargs(train_cfg) -> dict:

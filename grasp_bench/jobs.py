@@ -77,3 +77,17 @@ def job_error(i: int, named: list[list[str]], e: BadInput) -> BadInput:
         return e
     swept = " ".join(o for o in named[i] if any(o not in other for other in named))
     return BadInput(f"job {i} ({swept}): {e}")
+
+
+def launcher_setting(cfg: DictConfig, key: str):
+    """A setting of the job's Hydra launcher (e.g. a SLURM profile's `constraint`): from the composed config, or
+    from the Hydra config of the job being validated or run; None where there is none."""
+    value = OmegaConf.select(cfg, f"hydra.launcher.{key}", default=None)
+    if value is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        try:
+            value = OmegaConf.select(HydraConfig.get(), f"launcher.{key}", default=None)
+        except ValueError:  # no Hydra config set: not inside a Hydra job
+            return None
+    return value

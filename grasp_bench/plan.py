@@ -78,9 +78,9 @@ checkpointing recompute is not model FLOPs) at the training MFU (bench/results/m
 median where it exists); generation reads the weights and half the KV cache once per decoding step at a share
 of the GPU's bandwidth, every sample running to max_new_tokens (an upper bound); judging at `concurrency`
 requests of the table's latency, or the `tpm` budget if slower. GPU-hours: training and generation x W.
-On a machine without a GPU (none named, no CUDA device), the wall time here: the embedded model's training and
-generation rates measured on this project's 2-core CPU machine (bench/results/train.json, generate.json), scaled by
-parameter count, every sample running to max_new_tokens.
+Without a GPU (none named, no CUDA device, no SLURM constraint naming one), the wall time here: the embedded
+model's training and generation rates measured on this project's 2-core CPU machine at one torch thread
+(bench/results/train.json, generate.json), scaled by parameter count, every sample running to max_new_tokens.
 
 The memory estimate leaves out the CUDA context, the allocator's fragmentation and temporary buffers: read it as
 good to about 20% on the activations (bench/memory.py measures it against a real step).
@@ -98,7 +98,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from grasp_bench.artifacts import BadInput, check_json
-from grasp_bench.jobs import expand, job_error, typed_overrides
+from grasp_bench.jobs import expand, job_error, launcher_setting, typed_overrides
 from grasp_bench.layout import CONF_DIR
 
 EMBEDDED = "embedded:smollm2-135m-instruct"
@@ -211,9 +211,10 @@ def memory(arch: dict, model_cfg: DictConfig, train: DictConfig, longest_row: in
     h, layers, inter, vocab, kv = s["h"], s["layers"], s["inter"], s["vocab"], s["kv"]
     lora = lora_params(s, model_cfg)
     act = 4 if train.precision == "fp32" else 2  # auto: bf16 on a GPU that has it
+    from grasp_bench.distributed import sharding
     from grasp_bench.train import BNB_8BIT
 
-    sharded = (train.get("sharding") or "none") != "none"
+    sharded = sharding(train) != "none"
     shards = max(world_size, 1) if sharded else 1
     weights = weight_bytes(s, model_cfg) / shards
     if sharded and shards > 1:  # FSDP gathers one decoder layer to compute it, prefetches the next, keeps the head
@@ -279,20 +280,6 @@ def throughput() -> dict:
     return OmegaConf.to_container(OmegaConf.load(CONF_DIR / "throughput.yaml"))
 
 
-def launcher_setting(cfg: DictConfig, key: str):
-    """A setting of the job's Hydra launcher (e.g. a SLURM profile's `constraint`): from the composed config, or
-    from the Hydra config of the job being validated or run; None where there is none."""
-    value = OmegaConf.select(cfg, f"hydra.launcher.{key}", default=None)
-    if value is None:
-        from hydra.core.hydra_config import HydraConfig
-
-        try:
-            value = OmegaConf.select(HydraConfig.get(), f"launcher.{key}", default=None)
-        except ValueError:  # no Hydra config set: not inside a Hydra job
-            return None
-    return value
-
-
 def gpu_spec(cfg: DictConfig) -> dict:
     """The GPU a job runs on: `gpu.name` / `gpu.memory_gb` as configured, else this machine's CUDA device, else
     the GPU types a SLURM profile's `constraint` names (the smallest); name and memory None where nothing says."""
@@ -322,17 +309,18 @@ def usable_bytes(memory_gb: float) -> float:
     return memory_gb * GB * USABLE_SHARE - RESERVE_GB * GB
 
 
+BENCH_RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results"
+
+
 def measured_mfu(gpu: str | None) -> float | None:
     """The median training MFU bench/memory.py measured on this GPU (bench/results/memory_<gpu>.json), if any."""
-    path = Path(__file__).resolve().parent.parent / "bench" / "results" / f"memory_{gpu}.json"
+    path = BENCH_RESULTS / f"memory_{gpu}.json"
     if gpu is None or not path.is_file() or "tiny" in path.name:
         return None
     shapes = check_json(path).get("shapes", {})
     values = sorted(r["mfu"] for r in shapes.values() if isinstance(r, dict) and r.get("mfu"))
     return values[len(values) // 2] if values else None
 
-
-BENCH_RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results"
 
 
 def cpu_rates() -> dict | None:
@@ -372,8 +360,8 @@ def cpu_wall_time(plan: dict, params: int, cfg: DictConfig) -> dict | None:
 
 
 def wall_time(plan: dict, arch: dict, cfg: DictConfig, gpu: dict, world_size: int) -> dict | None:
-    """Hours per stage on `gpu` (conf/throughput.yaml; module docstring); on a machine without a GPU (none named,
-    no CUDA device) the CPU estimate; None for a GPU without figures."""
+    """Hours per stage on `gpu` (conf/throughput.yaml; module docstring); without a GPU (gpu_spec names none) the
+    CPU estimate; None for a GPU without figures."""
     if "peak_tflops" not in gpu:
         if gpu.get("name") is None and gpu.get("memory_gb") is None:
             return cpu_wall_time(plan, shape(arch)["params"], cfg)

@@ -17,8 +17,8 @@ names the methods whose rank changes between tasks.
 
 prompts.csv.gz beside verdict.json holds the per-prompt sums the verdict is computed from (verdict.prompt_rows of every
 run), so a verdict can be recomputed, and runs of several sessions merged, without the run directories
-(grasp_bench/docs_tables.py). A `next:` line per method whose selected operating point rests on fewer than
-`verdict.power.seeds` (5) seeds says which runs to add (docs/verdict.md, "Running a verdict sweep"); under each
+(grasp_bench/docs_tables.py). A `next:` line per method whose selected operating point lacks one of seeds 0 to
+`verdict.power.seeds` − 1 (0-4) says which runs to add (docs/verdict.md, "Running a verdict sweep"); under each
 verdict a line says which methods meet the power goal (`power_line`).
 
 Cross-run metrics: a task's config may name functions under `report_metrics` (e.g. political_finance's
@@ -56,6 +56,7 @@ from grasp_bench.metrics import COUNTS, INTERVALS, X, Y
 from grasp_bench.verdict import within_noise
 
 IDENTITY = ["task", "model", "method", "variant", "strength", "seed", "judge"]
+RESULTS, VERDICT = "results.csv", "verdict.json"  # written beside verdict.PROMPTS (docs_tables keeps them per organism)
 __all__ = ["X", "Y", "aggregate", "collect", "main", "markdown", "summary_table"]
 
 
@@ -195,7 +196,7 @@ def task_labels(run: Path, task: str, where: Path) -> tuple[str, str]:
     without the key), read as any task key (`_config_value`); a BadInput naming `where`."""
     shipped = CONF_DIR / "task" / f"{task}.yaml"
     labels = []
-    for key, allowed, default in (("role", verdict.ROLES, "test"), ("kind", verdict.KINDS, verdict.UNSPECIFIED)):
+    for key, allowed, default in (("role", verdict.ROLES, verdict.DEFAULT_ROLE), ("kind", verdict.KINDS, verdict.UNSPECIFIED)):
         value = _config_value(run, f"task.{key}", shipped, key)
         if value is not None and value not in allowed:
             raise BadInput(f"{where}: task.{key}={value!r}: expected one of {', '.join(allowed)}")
@@ -236,7 +237,8 @@ def _ci(low, high) -> str:
     return "" if pd.isna(low) else f" [{low:.3f}, {high:.3f}]"
 
 
-def _goal(value: float) -> str:
+def _goal_number(value: float) -> str:
+    """A power goal as written: 0.10 with two decimals (a whole percent), else as many as it has (0.001)."""
     return f"{value:.2f}" if abs(value * 100 - round(value * 100)) < 1e-9 else f"{value:g}"
 
 
@@ -252,7 +254,7 @@ def power_line(rows: pd.DataFrame, settings: verdict.Settings) -> str:
         seeds = r.get("selected_seeds")
         k = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}" if isinstance(seeds, list) else "seeds not recorded"
         short.append(f"{r['method']} ({width}, {k})")
-    goal = (f"half-width <= {_goal(settings.power_half_width)} with >= {settings.power_seeds} seeds at the selected "
+    goal = (f"half-width <= {_goal_number(settings.power_half_width)} with >= {settings.power_seeds} seeds at the selected "
             "point")
     return (f"Power: {sum(meets)} of {len(meets)} methods meet the goal ({goal})"
             + (f"; short: {', '.join(short)} (too few seeds: the `next:` lines name the runs to add; too wide on "
@@ -523,9 +525,9 @@ def aggregate(runs_root: str | Path, quiet: bool = False, logger_cfg=None) -> di
     prompts, roles, kinds, settings, missing = verdict_inputs(runs_root)
     settings = settings or verdict.Settings()
     front, pairs = verdict.verdict(prompts, settings, roles)
-    write_text(runs_root / "results.csv", df.to_csv(index=False))
+    write_text(runs_root / RESULTS, df.to_csv(index=False))
     write_bytes(runs_root / verdict.PROMPTS, verdict.prompts_csv(prompts))
-    write_json(runs_root / "verdict.json", verdict.to_json(front, pairs, settings, roles, kinds))
+    write_json(runs_root / VERDICT, verdict.to_json(front, pairs, settings, roles, kinds))
     table = summary_table(df)
     md = markdown(table, front, pairs, settings, roles, kinds)
     if missing:  # said, never silent: these runs are in the tables of runs but not in the verdict

@@ -47,7 +47,8 @@ SELECTION, TEST = "selection", "test"
 REFERENCE = (0.0, 1.0)  # (task_score, spurious_rate): the area's reference point, the worst corner
 RUN = ["method", "variant", "strength", "seed"]
 GROUP = ["task", "model", "judge"]
-ROLES = ("development", "test")  # task.role: defaults were chosen on it, or the verdict ranks on it (the default)
+ROLES = ("development", "test")  # task.role: defaults were chosen on it, or the verdict ranks on it
+DEFAULT_ROLE = "test"  # the role of a task whose config declares none
 KINDS = ("content", "persona", "style")  # task.kind: the kind of trait (docs/organisms.md); optional
 UNSPECIFIED = "unspecified"  # the kind of a task whose config declares none
 PROMPTS = "prompts.csv.gz"  # the per-prompt sums a verdict is computed from, beside results.csv and verdict.json
@@ -317,8 +318,8 @@ def _curves(g: _Group) -> dict[tuple[str, str], tuple[list[float], list]]:
     return curves
 
 
-def _used(pos: float, points: int) -> list[int]:
-    """The one or two curve points a position rests on."""
+def _points_at(pos: float, points: int) -> list[int]:
+    """The indices of the one or two curve points a position rests on."""
     i = int(math.floor(pos))
     return [i] + ([i + 1] if pos - i > 1e-12 and i + 1 < points else [])
 
@@ -326,7 +327,7 @@ def _used(pos: float, points: int) -> list[int]:
 def _rows_behind(g: _Group, metric: str, part: str, points: list, pos: float) -> tuple[int, int]:
     """Rows (all, unscored) of the part behind a curve position: the runs of the one or two points it rests on."""
     t = g.table(metric, part)
-    runs = np.concatenate([points[k][0] for k in _used(pos, len(points))])
+    runs = np.concatenate([points[k][0] for k in _points_at(pos, len(points))])
     n = int((t["scored"][runs] + t["unscored"][runs] + t["excluded"][runs]).sum())
     return n, int(t["unscored"][runs].sum())
 
@@ -377,7 +378,7 @@ def group_verdict(rows: pd.DataFrame, settings: Settings) -> tuple[list[dict], l
         cost = xs[:, 0] - at(xs, pos)
         area = np.array([hypervolume(zip(xb, yb)) for xb, yb in zip(xs, ys[rank])])
         draws[method] = head[1:]
-        used = _used(pos, len(points))
+        used = _points_at(pos, len(points))
         at_grid = [k for k in used if strengths[k] > 0] or used  # SFT's point is its own run
         n, unscored = _rows_behind(g, rank, TEST, points, pos)
         n_task, unscored_task = _rows_behind(g, X, TEST, points, pos)
@@ -438,7 +439,7 @@ def verdict(prompts: pd.DataFrame, settings: Settings, roles: Mapping[str, str] 
     methods, pairs = [], []
     if len(prompts):
         for _, rows in prompts.groupby(GROUP, sort=True):
-            if (roles or {}).get(rows["task"].iloc[0], "test") == "development":
+            if (roles or {}).get(rows["task"].iloc[0], DEFAULT_ROLE) == "development":
                 continue
             check_parts(rows, settings)
             m, p = group_verdict(rows, settings)
