@@ -17,8 +17,8 @@ names the methods whose rank changes between tasks.
 
 prompts.csv.gz beside verdict.json holds the per-prompt sums the verdict is computed from (verdict.prompt_rows of every
 run), so a verdict can be recomputed, and runs of several sessions merged, without the run directories
-(grasp_bench/docs_tables.py). A `next:` line per method whose selected operating point lacks one of seeds 0 to
-`verdict.power.seeds` − 1 (0-4) says which runs to add (docs/verdict.md, "Running a verdict sweep"); under each
+(grasp_bench/docs_tables.py). A `next:` line per method whose selected operating point rests on fewer than
+`verdict.power.seeds` (5) seeds says which of seeds 0-4 to add (docs/verdict.md, "Running a verdict sweep"); under each
 verdict a line says which methods meet the power goal (`power_line`).
 
 Cross-run metrics: a task's config may name functions under `report_metrics` (e.g. political_finance's
@@ -308,11 +308,12 @@ def verdict_markdown(front: pd.DataFrame, pairs: pd.DataFrame, settings: verdict
                     "over seeds. docs/verdict.md.", ""]
 
 
-def across_tasks_markdown(front: pd.DataFrame, kinds: dict | None = None, settings: dict | None = None) -> list[str]:
+def across_tasks_markdown(front: pd.DataFrame, kinds: dict | None = None, settings_of: dict | None = None
+                          ) -> list[str]:
     """Per (model, judge) verdicted on two or more tasks: every method's headline and rank per task side by side,
     the tasks grouped by their kind of trait (`kinds`: task -> kind; unspecified where absent), the methods whose
     rank differs between tasks (where a one-organism ranking would mislead), one line per kind: each method's
-    headlines on the organisms of that kind, and one line per organism: its `power_line` (`settings`: task ->
+    headlines on the organisms of that kind, and one line per organism: its `power_line` (`settings_of`: task ->
     verdict.Settings; the defaults where absent)."""
     lines = []
     if not len(front):
@@ -348,7 +349,7 @@ def across_tasks_markdown(front: pd.DataFrame, kinds: dict | None = None, settin
             lines.append(f"- **{k}** ({', '.join(of_kind)}): " + "; ".join(cells))
         lines += ["", "Per organism, the power goal (docs/verdict.md, \"Power\"):", ""]
         for t in tasks:
-            lines.append(f"- **{t}**: " + power_line(part[part["task"] == t], (settings or {}).get(t, verdict.Settings())))
+            lines.append(f"- **{t}**: " + power_line(part[part["task"] == t], (settings_of or {}).get(t, verdict.Settings())))
         lines.append("")
     return lines
 
@@ -490,9 +491,9 @@ def missing_verdicts(df: pd.DataFrame) -> list[str]:
 
 def next_seeds(front: pd.DataFrame, seeds: int = verdict.Settings.power_seeds) -> list[str]:
     """Stage two of a verdict sweep: per (task, model, judge), one `grasp-bench` command per method whose selected
-    operating point (`selected_strengths`, its variant) lacks one of seeds 0..seeds-1 (`verdict.power.seeds`), naive
-    SFT's reference first;
-    `sweep=tradeoff` evaluates every row, as stage one did. Rows without a selected point (a verdict.json made before
+    operating point (`selected_strengths`, its variant) rests on fewer than `seeds` seeds (`verdict.power.seeds`;
+    verdict.seeds_to_add: the seeds of 0..seeds-1 it lacks), naive SFT's reference first; `sweep=tradeoff`
+    evaluates every row, as stage one did. Rows without a selected point (a verdict.json made before
     it was recorded) give none."""
     lines = []
     rows = front.to_dict("records") if len(front) else []
@@ -500,7 +501,7 @@ def next_seeds(front: pd.DataFrame, seeds: int = verdict.Settings.power_seeds) -
         have, strengths = r.get("selected_seeds"), r.get("selected_strengths")
         if not isinstance(have, list) or not isinstance(strengths, list) or (r["method"] != "sft" and not strengths):
             continue
-        missing = [k for k in range(seeds) if k not in have]
+        missing = verdict.seeds_to_add(have, seeds)
         if not missing:
             continue
         name, *knobs = re.split(r",(?=[\w.]+=)", r["variant"])  # the variant's directory name: name,key=value,...

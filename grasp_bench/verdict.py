@@ -409,6 +409,12 @@ def group_verdict(rows: pd.DataFrame, settings: Settings) -> tuple[list[dict], l
     return out, pairs
 
 
+def seeds_to_add(selected_seeds: Sequence[int], seeds: int) -> list[int]:
+    """The seeds a selected point lacks for the power goal: none when it rests on at least `seeds` seeds, else
+    those of 0..seeds-1 it has no run of."""
+    return [] if len(selected_seeds) >= seeds else [k for k in range(seeds) if k not in selected_seeds]
+
+
 def power(row: Mapping, settings: Settings) -> dict:
     """A verdict row's power: `half_width`, half its headline interval's width (nan when undefined), and
     `meets_power`, whether that is at most the goal's and the selected point rests on at least its seeds
@@ -417,7 +423,7 @@ def power(row: Mapping, settings: Settings) -> dict:
     defined = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (low, high))
     half = (high - low) / 2 if defined else math.nan
     seeds = row.get("selected_seeds")
-    enough = isinstance(seeds, list) and len(seeds) >= settings.power_seeds
+    enough = isinstance(seeds, list) and not seeds_to_add(seeds, settings.power_seeds)
     return {"half_width": float(half), "meets_power": bool(defined and half <= settings.power_half_width + 1e-12
                                                              and enough)}
 

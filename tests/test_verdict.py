@@ -28,6 +28,7 @@ from grasp_bench.verdict import (
     hypervolume,
     paired_interval,
     part_of,
+    power,
     prompt_rows,
     prompts_csv,
     read_prompts,
@@ -335,6 +336,17 @@ def test_a_variant_is_asked_for_with_its_knobs():
                            "selected_strengths": [], "selected_seeds": [0]}])  # at SFT's point: SFT's line covers it
     assert next_seeds(front) == ["grasp-bench sweep=tradeoff task=t model=m judge=j method=grasp "
                                  "method.granularity=pooled method.k=8 method.strength=0.25,0.5 seed=1,3,4"]
+
+
+def test_next_lines_ask_for_seeds_exactly_where_the_power_goal_lacks_them():
+    """One rule (verdict.seeds_to_add): a point on 5 seeds other than 0-4 meets the goal's seeds and gets no line."""
+    rows = [{"task": "t", "model": "m", "judge": "j", "method": "sft", "variant": "sft", "selected_strengths": [],
+             "selected_seeds": [0, 1, 2, 3, 7], "low": 0.1, "high": 0.2},
+            {"task": "t", "model": "m", "judge": "j", "method": "kl", "variant": "kl", "selected_strengths": [0.5],
+             "selected_seeds": [0, 1, 7], "low": 0.1, "high": 0.2}]
+    assert [power(r, Settings())["meets_power"] for r in rows] == [True, False]
+    assert next_seeds(pd.DataFrame(rows)) == ["grasp-bench sweep=tradeoff task=t model=m judge=j method=kl "
+                                              "method.strength=0.5 seed=2,3,4"]
 
 
 def test_kinds_are_read_like_roles_and_group_the_organisms(tmp_path):
