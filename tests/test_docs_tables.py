@@ -100,6 +100,21 @@ def test_a_block_without_results_files_is_one_line_and_exit_2(committed, capsys)
     assert e.value.code == 2 and len(err.splitlines()) == 1 and "results block 'gone'" in err
 
 
+def test_damaged_results_files_are_one_line_and_exit_2(committed, capsys):
+    _, results, doc = committed
+    csv, pfile = results / "toy" / "results.csv", results / "toy" / PROMPTS
+    for path, damage, said in ((csv, lambda: csv.write_text(pd.read_csv(csv).drop(columns="seed").to_csv(index=False)),
+                                "no 'seed' column"),
+                               (pfile, lambda: pfile.write_bytes(b"not gzip"), "not a prompts file")):
+        kept = path.read_bytes()
+        damage()
+        with pytest.raises(SystemExit) as e:
+            main(["--results", str(results), "--doc", str(doc)])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and len(err.splitlines()) == 1 and err.startswith(f"error: {path}: {said}"), err
+        path.write_bytes(kept)
+
+
 def test_the_committed_doc_is_generated_from_the_committed_results():
     """docs/RESULTS.md's blocks are what docs/results/ makes: a retyped or stale table fails here."""
     from grasp_bench.layout import CONF_DIR
