@@ -1,6 +1,7 @@
 """The jobs of a `grasp-bench` command line, composed as Hydra will compose them: the same primary config,
 search path (the package's configs, `--config-dir`, `hydra.searchpath`) and sweeper. Used by the CLI (to validate
-every job before the first starts) and by grasp-bench-plan."""
+every job before the first starts) and by grasp-bench-plan; a job's Hydra launcher settings (`launcher_setting`:
+the plan's GPU, the processes a run trains in, grasp_bench/distributed.py)."""
 
 from __future__ import annotations
 
