@@ -331,10 +331,16 @@ def cpu_rates() -> dict | None:
     if not (train.is_file() and generate.is_file()):
         return None
     t, g = check_json(train), check_json(generate)
-    measured = OmegaConf.load(CONF_DIR / "model" / f"{t['model']}.yaml")  # the model both files measured
-    return {"params": int(measured.arch.params), "train_tokens_s": t["steps"]["padded"]["grasp_bench"]["useful_tokens_per_s"],
-            "train_threads": t["machine"]["torch_threads"], "generate_tokens_s": g["results"]["hf"]["tokens_per_s"],
-            "generate_batch": g["results"]["hf"]["batch_size"], "generate_threads": g["results"]["hf"]["torch_threads"]}
+    try:
+        measured = OmegaConf.load(CONF_DIR / "model" / f"{t['model']}.yaml")  # the model both files measured
+        hf = g["results"]["hf"]
+        return {"params": int(measured.arch.params),
+                "train_tokens_s": float(t["steps"]["padded"]["grasp_bench"]["useful_tokens_per_s"]),
+                "train_threads": t["machine"]["torch_threads"], "generate_tokens_s": float(hf["tokens_per_s"]),
+                "generate_batch": hf["batch_size"], "generate_threads": hf["torch_threads"]}
+    except (KeyError, TypeError, ValueError, OSError) as e:
+        raise BadInput(f"{train} / {generate}: not the benchmark's results (no {e}); rerun bench/train.py and "
+                       "bench/generate.py") from None
 
 
 def epochs_run(t: dict, cfg: DictConfig) -> float:

@@ -250,22 +250,28 @@ def test_grasp_bench_refuses_a_job_that_will_not_fit_its_gpu(tmp_path):
     assert not (tmp_path / "toy_rude").exists()
 
 
-def test_wall_time_on_a_cpu_scales_the_measured_rates_by_parameters(tiny_cfg, monkeypatch):
-    """Without a GPU the plan's wall time is the embedded model's measured CPU rates (bench/results/train.json,
-    generate.json) scaled by the job's parameter count: its tokens and generations over those rates."""
+def test_wall_time_on_a_cpu_reproduces_the_measurement_it_rests_on(tiny_cfg, runs, monkeypatch):
+    """Without a GPU the wall time is the embedded model's measured CPU rates scaled by parameters. For the job the
+    training rate was measured on (toy_rude's naive SFT on the embedded model, bench/results/train.json), the plan's
+    training time is the measured steps x median step time; a model with fewer parameters takes proportionally less."""
     import torch
 
-    from grasp_bench.plan import cpu_rates, job_arch, shape
+    from grasp_bench.plan import BENCH_RESULTS, job_arch, shape
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    cfg = tiny_cfg("method=sft", "train.max_steps=-1", "train.epochs=2", "task.train.limit=10")
-    p, rates = plan_job(cfg), cpu_rates()
-    scale = shape(job_arch(cfg))["params"] / 134_515_008  # conf/model/smollm2_135m.yaml's arch.params
-    assert rates["params"] == 134_515_008 and p["time"]["gpu"] == "cpu"
-    assert p["time"]["train_h"] == pytest.approx(p["train"]["tokens"] * 2 * scale / rates["train_tokens_s"] / 3600)
-    assert p["time"]["generate_h"] == pytest.approx(
-        p["generations"] * p["max_new_tokens"] * scale / rates["generate_tokens_s"] / 3600)
-    assert p["time"]["gpu_hours"] == 0.0
-    assert "peak_tflops" not in p["gpu"]
+    bench = load_json(BENCH_RESULTS / "train.json")
+    [cfg] = expand(["sweep=none", "method=sft", f"task={bench['task']}", f"model={bench['model']}",
+                    f"paths.runs={runs}"])
+    p = plan_job(cfg, tokenizer_spec="embedded")
+    measured_s = p["train"]["steps"] * bench["steps"]["padded"]["grasp_bench"]["step_wall_s_median"]
+    assert p["time"]["gpu"] == "cpu" and p["time"]["train_h"] * 3600 == pytest.approx(measured_s, rel=0.05)
+    assert p["time"]["generate_h"] > 0 and p["time"]["gpu_hours"] == 0.0
+
+    [big] = expand(["sweep=none", "method=sft", f"task={bench['task']}", "model=qwen2_5_7b_instruct",
+                    f"paths.runs={runs}"])
+    q = plan_job(big, tokenizer_spec="embedded")  # the same rows and tokens on a 57x larger model
+    assert q["train"]["tokens"] == p["train"]["tokens"]
+    ratio = shape(job_arch(big))["params"] / shape(job_arch(cfg))["params"]
+    assert q["time"]["train_h"] == pytest.approx(p["time"]["train_h"] * ratio, rel=1e-9)
     named = plan_job(tiny_cfg("method=sft", "gpu.name=h100"))["time"]  # a named GPU: its figures, not the CPU's
     assert named["gpu"] == "h100" and named["gpu_hours"] > 0
