@@ -207,7 +207,12 @@ def training_arguments(train: DictConfig, out_dir: Path, seed: int) -> TrainingA
     cuda = torch.cuda.is_available()
     # a model sharded as it loads cannot have its optimizer state checkpointed by transformers 5 (the Trainer
     # refuses it): a sharded run keeps no checkpoints, and a killed one starts again
-    every = 0 if distributed.sharded(train) else train.get("checkpoint_every") or 0
+    every = train.get("checkpoint_every") or 0
+    if every and distributed.sharded(train):
+        every = 0
+        if distributed.is_main():
+            print("note: train.sharding=fsdp keeps no checkpoints (transformers cannot save the optimizer state of a "
+                  "model sharded as it loads): a killed run trains again from step 0", file=sys.stderr, flush=True)
     optim = effective_optim(train.optim)
     if optim != train.optim:
         print(f"warning: train.optim={train.optim} needs bitsandbytes on CUDA; training with {optim}", file=sys.stderr,

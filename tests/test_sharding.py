@@ -114,6 +114,7 @@ def test_sharded_training_trains_what_one_process_trains(overrides, tmp_path):
     run(single_cfg)
     done = launch("torchrun", [*overrides, "train.sharding=fsdp"], tmp_path / "multi")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("note: train.sharding=fsdp keeps no checkpoints") == 1  # said once, by rank 0
 
     two: Path = run_dir(compose_config(*overrides, "train.batch_size=2", runs=tmp_path / "multi"))
     a, b = adapter(run_dir(single_cfg)), adapter(two)
