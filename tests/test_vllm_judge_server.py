@@ -75,7 +75,8 @@ def test_openai_judge_on_a_vllm_server_scores_insecure_code_end_to_end(request, 
     tiny = [o for o in TINY if not o.startswith("task.")]  # the tiny model and recipe, not the toy task's limits
     slice_ = [*tiny, "model=tiny_qwen2", "task=insecure_code", "method=sft",
               "task.train.limit=8", "train.max_steps=2", f"data.mirror={MIRROR}", "task.splits.em_first_plot.limit=4",
-              "task.splits.em_preregistered.limit=4", "task.splits.in_domain.limit=4", "task.sampling.samples=2",
+              "task.splits.em_preregistered.limit=4", "task.splits.in_domain.limit=4", "task.splits.em_first_plot.samples=2",
+              "task.splits.em_preregistered.samples=2",  # EM rows carry their own count (100), task.sampling's aside
               "task.sampling.max_new_tokens=48"]
     start = time.perf_counter()
     # train and generate through the CLI in a child process, whose memory is returned before the server starts
