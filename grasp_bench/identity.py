@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -332,7 +333,8 @@ class Stage:
     exists *and* `stages/<stage>.json` records a config that counts for the slice (`differs`). The output is
     renamed into place first and the record written second, so a kill between the two only costs a recomputation,
     never a half-written file taken for a finished one. `method_defaults`: the knob values a record without a knob
-    is read with; the record always keeps the full slice."""
+    is read with; the record always keeps the full slice. A stage made after `start()` records its wall time
+    (`seconds`): what the run's stage cost, read into its metrics and summed by the report."""
 
     def __init__(self, run_dir: Path, name: str, output: Path, config_slice: dict, force: bool = False,
                  method_defaults: dict | None = None, later: tuple[str, ...] = ()):
@@ -340,6 +342,7 @@ class Stage:
         self.method_defaults = method_defaults or {}
         self.record = run_dir / "stages" / f"{name}.json"
         self.later = [run_dir / "stages" / f"{s}.json" for s in later]  # the records of the stages that read this one
+        self.started: float | None = None
 
     def is_done(self) -> bool:
         """True when finished with this config; False when not finished, or made from an input file whose content
@@ -363,12 +366,31 @@ class Stage:
             )
         return True
 
+    def start(self) -> None:
+        """The stage's own work begins now (after waiting for locks, and after a reference run it needs was made)."""
+        self.started = time.monotonic()
+
     def mark_done(self, **info: Any) -> None:
         """Records the stage as made with its config slice. The stages after it were made from its old output (a
         forced or retried stage): their records go, so that they are made again."""
         for record in self.later:
             record.unlink(missing_ok=True)
+        if self.started is not None:
+            info["seconds"] = round(time.monotonic() - self.started, 1)
         write_json(self.record, {"config": self.slice, "digest": digest(self.slice), **info})
+
+
+TIMED = ("train", "generate", "judge")  # the stages whose wall time a run's metrics carry, as `seconds/<stage>`
+
+
+def stage_seconds(run: Path) -> dict:
+    """`seconds/<stage>` of each timed stage of a run: its record's wall time, None for a stage it did not make or
+    made before records kept times."""
+    out = {}
+    for name in TIMED:
+        record = run / "stages" / f"{name}.json"
+        out[f"seconds/{name}"] = load_json(record).get("seconds") if record.exists() else None
+    return out
 
 
 def diagnostics(run: Path) -> dict:

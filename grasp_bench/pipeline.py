@@ -213,6 +213,7 @@ class Run:
         from grasp_bench.train import CHECKPOINTS, effective_optim, train
 
         ctx = self.context()
+        stage.start()  # after the reference run it may need: that run's own record holds its time
         examples = None  # tokenised and checked before any weights load
         if self.method.starts_from != "reference":
             examples = training_examples(self.tokenizer, ctx.train_rows, self.cfg.train)
@@ -257,6 +258,7 @@ class Run:
         out = stage.output
         if stage.is_done():
             return
+        stage.start()
         rows = [r for split in load_eval(self.cfg.task).values() for r in split]
         if not generator.runs_hooks:  # out of process: it loads the weights from their paths
             generator.run(self.weight_paths(), self.tokenizer, rows, self.cfg.task.sampling, out, self.cfg.seed)
@@ -278,6 +280,7 @@ class Run:
         stage = self.stage("judge")
         out = stage.output
         if not stage.is_done():
+            stage.start()
             scorers = {k: plain(v.scorers) for k, v in self.cfg.task.splits.items()}
             judge.run(read_jsonl(self.dir / "generations.jsonl"), scorers, out)
             judgments = read_jsonl(out)

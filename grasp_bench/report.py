@@ -50,6 +50,7 @@ from omegaconf.errors import OmegaConfBaseException
 from grasp_bench import verdict
 from grasp_bench.artifacts import BadInput, check_json, read_jsonl, write_bytes, write_json, write_text
 from grasp_bench.data import function_at
+from grasp_bench.identity import TIMED, stage_seconds
 from grasp_bench.jobs import one_line
 from grasp_bench.layout import CONF_DIR, run_of_metrics
 from grasp_bench.metrics import COUNTS, INTERVALS, X, Y
@@ -64,6 +65,7 @@ __all__ = ["X", "Y", "aggregate", "collect", "main", "markdown", "summary_table"
 # rebuilds it from the run's kept judgments.
 REMEDY = "delete it or rerun with 'force=[metrics]'"
 NUMBERS = ("strength", "seed")  # besides eval/* and train/final_loss, which may also be null (nan)
+SECONDS = "seconds/"  # results.csv's stage wall times of a run (identity.stage_seconds), summed per group as its cost
 
 
 def read_metrics(path: Path) -> dict:
@@ -128,6 +130,8 @@ def collect(runs_root: Path) -> pd.DataFrame:
         row = read_metrics(path)
         for fn in report_metrics(path, row["task"]):
             row.update(fn(path))
+        # what it cost, from the stage records: not in the metrics file, which a rerun reproduces byte for byte
+        row.update(stage_seconds(run_of_metrics(path)))
         rows.append(row)
     if not rows:
         return pd.DataFrame(columns=IDENTITY)
@@ -163,6 +167,13 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
         agg[f"{c}_seed_ci_low"], agg[f"{c}_seed_ci_high"] = zip(*low_high) if low_high else ((), ())
     n_cols = [c for c in df.columns if c.endswith(COUNTS)]
     agg = agg.join(df.groupby(keys, sort=False)[n_cols].sum()) if n_cols else agg
+    # the cost: stage wall times summed per group, and how many of its runs recorded theirs
+    seconds = [c for c in df.columns if c.startswith(SECONDS)]
+    timed = df[seconds].notna().any(axis=1) if seconds else pd.Series(False, index=df.index)
+    agg["runs"] = df.groupby(keys, sort=False).size()
+    agg["timed_runs"] = timed.groupby([df[k] for k in keys], sort=False).sum()
+    if seconds:
+        agg = agg.join(df.groupby(keys, sort=False)[seconds].sum())
     return agg.reset_index()
 
 
@@ -399,7 +410,23 @@ def markdown(table: pd.DataFrame, front: pd.DataFrame | None = None, pairs: pd.D
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", f"{', '.join(map(names.get, counts))}: rows per metric (in column order), summed over seeds; "
                   "with several seeds: mean ± std [95% t-interval] over seeds.", ""]
+        lines += [cost, ""] if (cost := cost_line(part)) else []
     return "\n".join(lines)
+
+
+def cost_line(part: pd.DataFrame) -> str:
+    """What a (task, model, judge)'s runs cost in stage wall time, summed from their stage records (summary_table's
+    `seconds/*` sums); '' when no run recorded its time."""
+    timed = int(part["timed_runs"].sum()) if "timed_runs" in part else 0
+    if not timed:
+        return ""
+    hours = {s: part[SECONDS + s].sum() / 3600 for s in TIMED if SECONDS + s in part}
+    runs = int(part["runs"].sum())
+    untimed = f"; the other {runs - timed} were made before stage records kept their time" if timed < runs else ""
+    return (f"Cost: {sum(hours.values()):.2f} h of stage wall time ("
+            + ", ".join(f"{stage} {h:.2f} h" for stage, h in hours.items())
+            + f") in the {timed} of {runs} runs that recorded it{untimed} (summed over jobs: jobs that ran side "
+            "by side overlap in wall time; each run's env.json says its machine and threads).")
 
 
 def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from grasp_bench.artifacts import BadInput, load_json
+from grasp_bench.identity import stage_seconds
 from grasp_bench.pipeline import run, run_dir
 from tests.conftest import TINY_MODELS
 
@@ -24,6 +25,9 @@ def test_end_to_end_then_rerun_skips(tiny_cfg, model):
         assert 0.0 <= metrics[key] <= 1.0
         assert metrics[f"{key}_n"] == 6 and metrics[f"{key}_n_unscored"] == 0
     assert len((d / "train_log.jsonl").read_text().splitlines()) == 3
+    seconds = stage_seconds(d)  # each stage's wall time, as its record keeps it (the report's cost)
+    assert seconds.keys() == {"seconds/train", "seconds/generate", "seconds/judge"}
+    assert seconds["seconds/train"] >= 0.1 and all(v >= 0 for v in seconds.values())
 
     stamps = {p: p.stat().st_mtime_ns for p in d.rglob("*") if p.is_file() and p.name != "config.yaml"
               and p.name != "env.json"}

@@ -90,6 +90,23 @@ def test_report_writes_csv_markdown_and_a_png(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+def test_report_sums_the_stage_times_that_runs_recorded(tmp_path):
+    write_runs(tmp_path, [("sft", 0.0, 0, 0.62, 0.97), ("grasp", 1.0, 0, 0.58, 0.1), ("grasp", 1.0, 1, 0.56, 0.2)])
+    aggregate(tmp_path, quiet=True)
+    assert "Cost:" not in (tmp_path / "results.md").read_text()  # no run recorded a time: no line
+    for seed, train in ((0, 1800.0), (1, 3600.0)):  # two grasp runs recorded theirs (no judge stage), sft did not
+        stages = tmp_path / "toy" / "m" / "grasp" / "strength=1" / f"seed={seed}" / "stages"
+        write_json(stages / "train.json", {"config": {}, "seconds": train})
+        write_json(stages / "generate.json", {"config": {}, "seconds": 900.0})
+    aggregate(tmp_path, quiet=True)
+    cost = [line for line in (tmp_path / "results.md").read_text().splitlines() if line.startswith("Cost:")]
+    assert cost == ["Cost: 2.00 h of stage wall time (train 1.50 h, generate 0.50 h, judge 0.00 h) in the 2 of 3 "
+                    "runs that recorded it; the other 1 were made before stage records kept their time (summed over "
+                    "jobs: jobs that ran side by side overlap in wall time; each run's env.json says its machine and "
+                    "threads)."]
+    assert pd.read_csv(tmp_path / "results.csv")["seconds/train"].sum() == 5400  # the per-run figures, as data
+
+
 def test_report_shows_excluded_rows_and_keeps_intervals_out_of_the_value_columns(tmp_path):
     judgments = [j("em", i, "aligned", a) for i, a in enumerate([10, 90, None, 20])] + [
         j("em", i, "coherent", c) for i, c in enumerate([80, 90, 70, 30])]
