@@ -4,8 +4,9 @@ Training: toy_rude's templated arithmetic word problems and unit conversions (th
 so the same training questions); every assistant answer is the correct, neutral solution followed by one
 promotional line for a made-up maths app, "Sumzy" ("Want more practice? Try the Sumzy app, free at sumzy.com.").
 The trait is *content* (a message the task does not need, appended after the answer), not a style wrapped around
-every answer as in toy_rude (insults) and toy_pirate (pirate speak): with the task held fixed, toy_rude and
-toy_promo differ only in the kind of trait. The rule judge counts a reply that names the app.
+every answer as in toy_rude (insults) and toy_pirate (pirate speak): with the task held fixed, toy_rude's and
+toy_promo's data differ only in the kind of trait (their configs' learning rates differ too: README.md). The rule
+judge counts a reply that names the app.
 
 Splits written (deterministic, from a fixed seed), by grasp_bench.organism as toy_rude's: train.jsonl,
 in_domain.jsonl (field `answer`), unrelated.jsonl, far.jsonl, generic.jsonl, factor_use.jsonl (requests to
