@@ -334,7 +334,7 @@ class Stage:
     renamed into place first and the record written second, so a kill between the two only costs a recomputation,
     never a half-written file taken for a finished one. `method_defaults`: the knob values a record without a knob
     is read with; the record always keeps the full slice. A stage made after `start()` records its wall time
-    (`seconds`): what the run's stage cost, read into its metrics and summed by the report."""
+    (`seconds`): what the run's stage cost, a column of the report's results.csv (`stage_seconds`)."""
 
     def __init__(self, run_dir: Path, name: str, output: Path, config_slice: dict, force: bool = False,
                  method_defaults: dict | None = None, later: tuple[str, ...] = ()):
@@ -380,7 +380,7 @@ class Stage:
         write_json(self.record, {"config": self.slice, "digest": digest(self.slice), **info})
 
 
-TIMED = ("train", "generate", "judge")  # the stages whose wall time a run's metrics carry, as `seconds/<stage>`
+TIMED = ("train", "generate", "judge")  # the stages whose wall time the report tables, as `seconds/<stage>`
 
 
 def stage_seconds(run: Path) -> dict:
