@@ -397,16 +397,17 @@ def markdown(table: pd.DataFrame, front: pd.DataFrame | None = None, pairs: pd.D
         lines += [f"### {task} / {model} (judge: {judge})" + (" — development organism, not in the verdict"
                                                               if development else ""), ""]
         lines += verdict_markdown(front, pairs, settings, task, model, judge)
-        head = ["method", "strength", "seeds", *(c.removeprefix("eval/") for c in metric_cols), *map(names.get, counts)]
+        columns = [c for c in metric_cols if part[c].notna().any()]  # not another task's metric
+        head = ["method", "strength", "seeds", *(c.removeprefix("eval/") for c in columns), *map(names.get, counts)]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for _, r in part.iterrows():
             cells = [r["variant"], f"{r['strength']:g}", str(r["seeds"])]
-            for c in metric_cols:
+            for c in columns:
                 std = r.get(f"{c}_std")
                 spread = f" ± {std:.3f} [{r[f'{c}_seed_ci_low']:.2f}, {r[f'{c}_seed_ci_high']:.2f}]"
                 cells.append(f"{r[c]:.3f}" + (spread if r["seeds"] > 1 and pd.notna(std) else ""))
             for s in counts:
-                cells.append("/".join(str(int(r[f"{c}{s}"])) for c in metric_cols if pd.notna(r.get(f"{c}{s}"))))
+                cells.append("/".join(str(int(r[f"{c}{s}"])) for c in columns if pd.notna(r.get(f"{c}{s}"))))
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", f"{', '.join(map(names.get, counts))}: rows per metric (in column order), summed over seeds; "
                   "with several seeds: mean ± std [95% t-interval] over seeds.", ""]

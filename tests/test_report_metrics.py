@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grasp_bench.artifacts import write_json
+from grasp_bench.artifacts import load_json, write_json
 from grasp_bench.metrics import bootstrap_ci, compute, summarise
 from grasp_bench.report import aggregate, pareto, seed_ci, summary_table
 
@@ -141,6 +141,17 @@ def test_two_tasks_side_by_side_name_the_methods_whose_rank_changes(tmp_path):
     assert ranks == {"restore": ["1", "2"], "grasp": ["2", "1"], "sft": ["3", "4"], "kl": ["n", "3"]}  # n: not run
     moved = md.split("Rank changes between tasks: ")[1].split(" (")[0].split(", ")
     assert set(moved) == {"grasp", "restore", "sft"}  # kl ran on one task: no change to name
+
+
+def test_each_task_table_has_its_own_metrics_only(tmp_path):
+    write_runs(tmp_path, [("sft", 0.0, 0, 0.5, 0.9)], task="plain")
+    write_runs(tmp_path, [("sft", 0.0, 0, 0.6, 0.8)], task="richer")
+    path = tmp_path / "richer" / "m" / "sft" / "strength=0" / "seed=0" / "metrics" / "rule.json"
+    write_json(path, {**load_json(path), "eval/far_rate": 0.4, "eval/far_rate_n": 50, "eval/far_rate_n_unscored": 0})
+    aggregate(tmp_path, quiet=True)
+    heads = [line for line in (tmp_path / "results.md").read_text().splitlines() if line.startswith("| method | strength")]
+    assert heads == ["| method | strength | seeds | task_score | spurious_rate | n | unscored |",
+                     "| method | strength | seeds | task_score | spurious_rate | far_rate | n | unscored |"]
 
 
 def test_runs_without_judgments_are_tabled_but_not_verdicted(tmp_path):
