@@ -423,7 +423,9 @@ def cost_line(part: pd.DataFrame) -> str:
         return ""
     hours = {s: part[SECONDS + s].sum() / 3600 for s in TIMED if SECONDS + s in part}
     runs = int(part["runs"].sum())
-    untimed = f"; the other {runs - timed} were made before stage records kept their time" if timed < runs else ""
+    left = runs - timed
+    untimed = (f"; the other {left} {'was' if left == 1 else 'were'} made before stage records kept their time"
+               if left else "")
     return (f"Cost: {sum(hours.values()):.2f} h of stage wall time ("
             + ", ".join(f"{stage} {h:.2f} h" for stage, h in hours.items())
             + f") in the {timed} of {runs} runs that recorded it{untimed} (summed over jobs: jobs that ran side "

@@ -115,14 +115,35 @@ def test_damaged_results_files_are_one_line_and_exit_2(committed, capsys):
         path.write_bytes(kept)
 
 
-def test_the_committed_doc_is_generated_from_the_committed_results():
-    """docs/RESULTS.md's blocks are what docs/results/ makes: a retyped or stale table fails here."""
+def test_a_second_doc_gets_its_own_blocks_only(committed, tmp_path):
+    """README.md holds the side-by-side verdict only: organisms without a block are added to the first doc alone."""
+    _, results, doc = committed
+    readme = tmp_path / "README.md"
+    readme.write_text("# Project\n\n<!-- results:across begin -->\n<!-- results:across end -->\n\nUsage.\n")
+    main(["--results", str(results), "--doc", str(doc), "--doc", str(readme)])
+    text = readme.read_text()
+
+    def across(t):
+        return t.split("<!-- results:across begin -->")[1].split("<!-- results:across end -->")[0]
+
+    assert "### Across tasks" in across(text) and across(text) == across(doc.read_text())
+    assert "results:toy" not in text and "## Results:" not in text and text.endswith("\n\nUsage.\n")
+    main(["--results", str(results), "--doc", str(doc), "--doc", str(readme), "--check"])
+    readme.write_text(text.replace("| grasp |", "| grasp | retyped", 1))
+    with pytest.raises(SystemExit) as e:
+        main(["--results", str(results), "--doc", str(doc), "--doc", str(readme), "--check"])
+    assert e.value.code == 1
+
+
+def test_the_committed_docs_are_generated_from_the_committed_results():
+    """docs/RESULTS.md's and README.md's blocks are what docs/results/ makes: a retyped or stale table fails here."""
     from grasp_bench.layout import CONF_DIR
 
     repo = CONF_DIR.parent
     if not (repo / "docs" / "RESULTS.md").is_file():
         pytest.skip("an installed package without the repository's docs")
-    main(["--results", str(repo / "docs" / "results"), "--doc", str(repo / "docs" / "RESULTS.md"), "--check"])
+    main(["--results", str(repo / "docs" / "results"), "--doc", str(repo / "docs" / "RESULTS.md"),
+          "--doc", str(repo / "README.md"), "--check"])
 
 
 # --- merging sessions, and the verdict recomputed from the committed sums -------------------------------------

@@ -101,7 +101,7 @@ def test_report_sums_the_stage_times_that_runs_recorded(tmp_path):
     aggregate(tmp_path, quiet=True)
     cost = [line for line in (tmp_path / "results.md").read_text().splitlines() if line.startswith("Cost:")]
     assert cost == ["Cost: 2.00 h of stage wall time (train 1.50 h, generate 0.50 h, judge 0.00 h) in the 2 of 3 "
-                    "runs that recorded it; the other 1 were made before stage records kept their time (summed over "
+                    "runs that recorded it; the other 1 was made before stage records kept their time (summed over "
                     "jobs: jobs that ran side by side overlap in wall time; each run's env.json says its machine and "
                     "threads)."]
     assert pd.read_csv(tmp_path / "results.csv")["seconds/train"].sum() == 5400  # the per-run figures, as data
